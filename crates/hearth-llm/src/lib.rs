@@ -1,0 +1,167 @@
+//! The model service: what the HTTP server asks of models, with no HTTP or wire formats in it.
+//!
+//! [`ModelService`] is the one seam between `hearth-server` and whatever serves a model (today
+//! the embedded engine; later upstream providers behind a router). Requests name a model and carry
+//! typed generation options; answers stream back as [`StreamEvent`]s over a channel. Dropping the
+//! [`GenerationStream`] cancels the generation.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+/// One chat message as the chat template sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// Sampling and stopping options. `None` means "the model's default".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationOptions {
+    /// Most tokens to generate; `None` generates until end of generation or the context is full.
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<u32>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    /// How many recent tokens the repeat, presence and frequency penalties look at.
+    pub repeat_last_n: Option<u32>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub seed: Option<u64>,
+    /// Generation stops before any of these strings; the stop string is not returned.
+    pub stop: Vec<String>,
+}
+
+/// A chat request: the model renders `messages` through its chat template.
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub options: GenerationOptions,
+    /// How long the model stays loaded after this request (`None`: the configured default).
+    pub keep_alive: Option<Duration>,
+}
+
+/// A raw completion request: `prompt` is tokenized as is (special tokens parsed), with the
+/// model's BOS token added when the model asks for one. Ollama's non-raw `/api/generate` is sent
+/// as a [`ChatRequest`] instead.
+#[derive(Debug, Clone, Default)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: String,
+    pub options: GenerationOptions,
+    pub keep_alive: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` reached or the context window is full.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// Counts and timings of a finished generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Time spent loading the model for this request (zero when it was already loaded).
+    pub load_duration: Duration,
+    pub prompt_eval_duration: Duration,
+    pub eval_duration: Duration,
+    pub total_duration: Duration,
+}
+
+/// What a generation stream yields: text deltas, then exactly one `Done` or `Error`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// New text. Never splits a UTF-8 character; may be empty when a token completes no text.
+    Delta(String),
+    Done(Completion),
+    Error(LlmError),
+}
+
+/// The receiving end of a generation. Dropping it cancels the generation.
+pub type GenerationStream = tokio::sync::mpsc::Receiver<StreamEvent>;
+
+/// A model the service can serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// The name clients use, e.g. `smollm2:135m`.
+    pub name: String,
+    pub size_bytes: u64,
+    /// sha256 of the model file, hex.
+    pub digest: String,
+    pub modified_at: SystemTime,
+    /// e.g. `gguf`
+    pub format: String,
+    /// e.g. `llama`
+    pub family: String,
+    /// e.g. `135M`
+    pub parameter_size: String,
+    /// e.g. `Q4_1`
+    pub quantization_level: String,
+}
+
+/// What `show` reports beyond [`ModelInfo`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelDetails {
+    pub info: ModelInfo,
+    pub context_length: u64,
+    pub chat_template: Option<String>,
+    /// GGUF metadata rendered as `(key, value-as-text)`, large arrays summarised.
+    pub metadata: Vec<(String, String)>,
+    pub license: Option<String>,
+}
+
+/// A model loaded in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningModel {
+    pub info: ModelInfo,
+    /// Bytes the loaded model holds in memory.
+    pub size_in_memory: u64,
+    /// When it will be unloaded if unused.
+    pub expires_at: SystemTime,
+    pub context_length: u64,
+}
+
+/// Why the model service refused or failed a request. Classified so the server can map each
+/// variant to one HTTP status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    #[error("model `{0}` not found; `hearth pull {0}` fetches it, `hearth list` shows what is here")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the server asks of models. Implemented by the embedded engine's model manager.
+pub trait ModelService: Send + Sync + 'static {
+    fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>>;
+    fn complete(&self, req: CompletionRequest)
+    -> BoxFuture<'_, Result<GenerationStream, LlmError>>;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ModelInfo>, LlmError>>;
+    fn show(&self, model: &str) -> BoxFuture<'_, Result<ModelDetails, LlmError>>;
+    fn running(&self) -> BoxFuture<'_, Vec<RunningModel>>;
+}
