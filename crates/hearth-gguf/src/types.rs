@@ -403,7 +403,10 @@ impl Array {
             Array::U32(v) => v.iter().map(|&x| x.into()).collect(),
             Array::I32(v) => v.iter().map(|&x| x.into()).collect(),
             Array::I64(v) => v.clone(),
-            Array::U64(v) => v.iter().map(|&x| i64::try_from(x).ok()).collect::<Option<_>>()?,
+            Array::U64(v) => v
+                .iter()
+                .map(|&x| i64::try_from(x).ok())
+                .collect::<Option<_>>()?,
             _ => return None,
         })
     }

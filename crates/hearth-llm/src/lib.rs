@@ -144,7 +144,9 @@ pub struct RunningModel {
 /// variant to one HTTP status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LlmError {
-    #[error("model `{0}` not found; `hearth pull {0}` fetches it, `hearth list` shows what is here")]
+    #[error(
+        "model `{0}` not found; `hearth pull {0}` fetches it, `hearth list` shows what is here"
+    )]
     ModelNotFound(String),
     #[error("{0}")]
     BadRequest(String),

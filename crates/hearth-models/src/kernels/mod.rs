@@ -1,0 +1,209 @@
+//! Numeric kernels: quantized matrix products, normalisation, rotary embeddings, attention helpers.
+//!
+//! Every routine has a portable scalar form. SIMD forms are chosen at run time (see [`simd`]) and
+//! tested against the scalar ones.
+
+pub mod simd;
+#[cfg(test)]
+mod tests;
+
+use hearth_gguf::quants::dequantize_block;
+use hearth_gguf::{GgmlType, GgufError};
+use rayon::prelude::*;
+
+use crate::ModelError;
+
+/// A worker pool that lives as long as the model, so no operation spawns threads.
+pub struct ThreadPool {
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ThreadPool({})", self.threads)
+    }
+}
+
+impl ThreadPool {
+    /// A pool of `threads` workers (0: one per available core).
+    pub fn new(threads: usize) -> Result<Self, ModelError> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("hearth-worker-{i}"))
+            .build()
+            .map_err(|e| ModelError::Threads(e.to_string()))?;
+        Ok(Self { pool, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+/// A weight matrix of `rows × cols` in a ggml block format, rows contiguous.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+}
+
+impl QMatrix {
+    /// Take a tensor's bytes; `dims` are ggml order (`dims[0]` = cols).
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Result<Self, ModelError> {
+        if !ty.can_dequantize() {
+            return Err(GgufError::UnsupportedType(ty.to_string()).into());
+        }
+        let row_bytes = ty
+            .bytes_for(cols as u64)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| ModelError::Invalid(format!("row of {cols} {ty} elements")))?;
+        if row_bytes.checked_mul(rows) != Some(data.len()) {
+            return Err(ModelError::Invalid(format!(
+                "{ty} matrix {rows}×{cols} needs {row_bytes}×{rows} bytes, has {}",
+                data.len()
+            )));
+        }
+        Ok(Self {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data: data.to_vec(),
+        })
+    }
+
+    pub fn row(&self, r: usize) -> &[u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Dequantize row `r` into `out` (`cols` elements).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        dequantize_row(self.ty, self.row(r), out);
+    }
+}
+
+/// Dequantize a row of blocks into `out`.
+pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    let bs = ty.block_size() as usize;
+    let ts = ty.type_size() as usize;
+    for (b, y) in row.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {
+        dequantize_block(ty, b, y);
+    }
+}
+
+/// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `t` in `0..n` tokens: `x` is `n × cols`, `out` is
+/// `n × rows`. Rows are split across the pool's workers.
+pub fn matmul(pool: &ThreadPool, w: &QMatrix, x: &[f32], n: usize, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), n * w.cols);
+    debug_assert_eq!(out.len(), n * w.rows);
+    let k = simd::Kernels::get();
+    if n == 1 {
+        let chunk = w.rows.div_ceil(pool.threads() * 4).max(16);
+        pool.install(|| {
+            out.par_chunks_mut(chunk).enumerate().for_each(|(ci, o)| {
+                let mut scratch = vec![0f32; w.cols];
+                for (i, y) in o.iter_mut().enumerate() {
+                    let r = ci * chunk + i;
+                    *y = k.dot_row(w.ty, w.row(r), x, &mut scratch);
+                }
+            });
+        });
+        return;
+    }
+    // Several tokens: dequantize each row once and reuse it for every token.
+    let mut out_t = vec![0f32; n * w.rows];
+    let chunk = w.rows.div_ceil(pool.threads() * 4).max(8);
+    pool.install(|| {
+        out_t
+            .par_chunks_mut(chunk * n)
+            .enumerate()
+            .for_each(|(ci, o)| {
+                let mut row = vec![0f32; w.cols];
+                for (i, ys) in o.chunks_exact_mut(n).enumerate() {
+                    w.dequantize_row(ci * chunk + i, &mut row);
+                    for (t, y) in ys.iter_mut().enumerate() {
+                        *y = k.dot_f32(&row, &x[t * w.cols..(t + 1) * w.cols]);
+                    }
+                }
+            });
+    });
+    for r in 0..w.rows {
+        for t in 0..n {
+            out[t * w.rows + r] = out_t[r * n + t];
+        }
+    }
+}
+
+/// `x ← x / rms(x) · weight`, per row of `weight.len()` elements.
+pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(weight.len()) {
+        let ss: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let scale = (1.0 / (ss / row.len() as f64 + f64::from(eps)).sqrt()) as f32;
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
+/// Rotary position embedding of adjacent pairs (ggml's "normal" rope, used by llama GGUFs whose
+/// q/k weights the converter permuted). `x` is `heads × head_dim` for one token at `pos`;
+/// `inv_freq[i]` is the frequency of pair `i` (only the first `inv_freq.len()` pairs rotate).
+pub fn rope(x: &mut [f32], head_dim: usize, pos: usize, inv_freq: &[f32]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, &f) in inv_freq.iter().enumerate() {
+            let theta = pos as f32 * f;
+            let (s, c) = theta.sin_cos();
+            let (a, b) = (head[2 * i], head[2 * i + 1]);
+            head[2 * i] = a * c - b * s;
+            head[2 * i + 1] = a * s + b * c;
+        }
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `gate ← silu(gate) · up`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// Dot product using the best kernel for this CPU.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    simd::Kernels::get().dot_f32(a, b)
+}
+
+/// `out += w · v` (axpy) using the best kernel for this CPU.
+pub fn axpy(out: &mut [f32], w: f32, v: &[f32]) {
+    simd::Kernels::get().axpy(out, w, v);
+}

@@ -1,0 +1,112 @@
+use super::simd::Kernels;
+use super::*;
+use hearth_gguf::quants::f32_to_f16;
+use proptest::prelude::*;
+
+fn block_q4_1(d: f32, m: f32, qs: &[u8; 16]) -> Vec<u8> {
+    let mut b = f32_to_f16(d).to_le_bytes().to_vec();
+    b.extend(f32_to_f16(m).to_le_bytes());
+    b.extend(qs);
+    b
+}
+
+fn close(a: f32, b: f32, scale: f32) -> bool {
+    (a - b).abs() <= 1e-4 * scale.max(1.0)
+}
+
+proptest! {
+    #[test]
+    fn dot_variants_agree(a in proptest::collection::vec(-4f32..4.0, 0..300)) {
+        let b: Vec<f32> = a.iter().map(|x| x * 0.5 - 1.0).collect();
+        let naive: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        for k in Kernels::available() {
+            let got = k.dot_f32(&a, &b);
+            prop_assert!(close(got, naive as f32, mag), "{:?}: {got} vs {naive}", k.isa);
+        }
+    }
+
+    #[test]
+    fn fused_q4_1_matches_dequantize_then_dot(
+        blocks in proptest::collection::vec((0.0f32..0.5, -2f32..2.0, proptest::array::uniform16(any::<u8>())), 1..6),
+        seed in any::<u32>(),
+    ) {
+        let row: Vec<u8> = blocks.iter().flat_map(|(d, m, qs)| block_q4_1(*d, *m, qs)).collect();
+        let n = blocks.len() * 32;
+        let x: Vec<f32> = (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0).collect();
+        let mut deq = vec![0f32; n];
+        dequantize_row(GgmlType::Q4_1, &row, &mut deq);
+        let naive: f64 = deq.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        let mag: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+        let mut scratch = vec![0f32; n];
+        for k in Kernels::available() {
+            for ty in [GgmlType::Q4_1] {
+                let got = k.dot_row(ty, &row, &x, &mut scratch);
+                prop_assert!(close(got, naive as f32, mag), "{:?}: {got} vs {naive}", k.isa);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_q8_0_and_q4_0_match(bytes in proptest::collection::vec(any::<u8>(), 34 * 3), seed in any::<u32>()) {
+        // Give every block a sane f16 scale; quant bytes stay random.
+        for (ty, ts) in [(GgmlType::Q8_0, 34usize), (GgmlType::Q4_0, 18usize)] {
+            let mut row = bytes[..ts * 3].to_vec();
+            for b in row.chunks_exact_mut(ts) {
+                let scale = f32_to_f16(0.01 + f32::from(b[2]) / 512.0).to_le_bytes();
+                b[..2].copy_from_slice(&scale);
+            }
+            let x: Vec<f32> = (0..96u32).map(|i| (i.wrapping_mul(40503).wrapping_add(seed) % 997) as f32 / 300.0 - 1.5).collect();
+            let mut deq = vec![0f32; 96];
+            dequantize_row(ty, &row, &mut deq);
+            let naive: f64 = deq.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            let mag: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+            let mut scratch = vec![0f32; 96];
+            for k in Kernels::available() {
+                let got = k.dot_row(ty, &row, &x, &mut scratch);
+                prop_assert!(close(got, naive as f32, mag), "{ty} {:?}: {got} vs {naive}", k.isa);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_naive_for_one_and_many_tokens() {
+    let pool = ThreadPool::new(2).unwrap();
+    let (rows, cols) = (37, 64);
+    let data: Vec<u8> = (0..rows * 2)
+        .flat_map(|i| {
+            let qs: [u8; 16] = std::array::from_fn(|j| (i * 31 + j * 7) as u8);
+            block_q4_1(0.03 + (i % 5) as f32 * 0.01, -0.2, &qs)
+        })
+        .collect();
+    let w = QMatrix::new(GgmlType::Q4_1, rows, cols, &data).unwrap();
+    for n in [1, 3] {
+        let x: Vec<f32> = (0..n * cols).map(|i| (i % 13) as f32 / 7.0 - 0.9).collect();
+        let mut out = vec![0f32; n * rows];
+        matmul(&pool, &w, &x, n, &mut out);
+        let mut row = vec![0f32; cols];
+        for r in 0..rows {
+            w.dequantize_row(r, &mut row);
+            for t in 0..n {
+                let want: f32 = row.iter().zip(&x[t * cols..]).map(|(a, b)| a * b).sum();
+                assert!((out[t * rows + r] - want).abs() < 1e-3, "r{r} t{t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_and_rope_basics() {
+    let mut x = vec![1.0, 2.0, 3.0];
+    softmax(&mut x);
+    assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    assert!(x[2] > x[1] && x[1] > x[0]);
+    // Rotating by position 0 is the identity; rope preserves each pair's norm.
+    let mut v = vec![1.0, 2.0, 3.0, 4.0];
+    rope(&mut v, 4, 0, &[1.0, 0.01]);
+    assert_eq!(v, [1.0, 2.0, 3.0, 4.0]);
+    rope(&mut v, 4, 7, &[1.0, 0.01]);
+    assert!((v[0].hypot(v[1]) - 5f32.sqrt()).abs() < 1e-5);
+    assert!((v[2].hypot(v[3]) - 5.0).abs() < 1e-5);
+}

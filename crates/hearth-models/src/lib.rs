@@ -1,0 +1,11 @@
+//! Model architectures. A model is `config → load(weights) → forward(tokens, cache)` and nothing
+//! else: no sampling, no scheduling, no async. Kernels (the only `unsafe` code of Hearth besides
+//! the GGUF memory map) live in [`kernels`].
+
+mod error;
+pub mod kernels;
+mod llama;
+
+pub use error::ModelError;
+pub use kernels::{QMatrix, ThreadPool};
+pub use llama::{KvCache, Llama, LlamaConfig};

@@ -1,0 +1,382 @@
+//! The llama architecture (Llama 2/3.x, Mistral, TinyLlama, SmolLM2, …) from GGUF weights.
+
+use hearth_gguf::quants::dequantize_to_vec;
+use hearth_gguf::{GgmlType, GgufFile};
+use rayon::prelude::*;
+
+use crate::ModelError;
+use crate::kernels::{self, QMatrix, ThreadPool};
+
+/// Hyper-parameters resolved from GGUF metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub n_layers: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub rope_dim: usize,
+    pub rope_base: f32,
+    pub rms_eps: f32,
+    pub vocab_size: usize,
+    pub context_length: usize,
+}
+
+impl LlamaConfig {
+    pub fn from_gguf(g: &hearth_gguf::Gguf) -> Result<Self, ModelError> {
+        let arch = g.architecture()?;
+        if arch != "llama" {
+            return Err(ModelError::UnsupportedArchitecture(arch.to_owned()));
+        }
+        let u = |k: &str| -> Result<usize, ModelError> {
+            let v = g.u64(&format!("llama.{k}"))?;
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v > 0 && v < (1 << 24))
+                .ok_or_else(|| ModelError::Invalid(format!("llama.{k} = {v}")))
+        };
+        let n_embd = u("embedding_length")?;
+        let n_head = u("attention.head_count")?;
+        let n_head_kv = match g.get("llama.attention.head_count_kv") {
+            Some(_) => u("attention.head_count_kv")?,
+            None => n_head,
+        };
+        if n_embd % n_head != 0 || n_head % n_head_kv != 0 {
+            return Err(ModelError::Invalid(format!(
+                "{n_embd} embedding width, {n_head} heads, {n_head_kv} kv heads do not divide"
+            )));
+        }
+        let head_dim = n_embd / n_head;
+        let rope_dim = match g.get("llama.rope.dimension_count") {
+            Some(_) => u("rope.dimension_count")?,
+            None => head_dim,
+        };
+        if rope_dim > head_dim || rope_dim % 2 != 0 {
+            return Err(ModelError::Invalid(format!("rope dimension {rope_dim}")));
+        }
+        let vocab_size = match g.get("llama.vocab_size") {
+            Some(_) => u("vocab_size")?,
+            None => g.array("tokenizer.ggml.tokens")?.len(),
+        };
+        let f = |k: &str, default: f64| -> Result<f32, ModelError> {
+            Ok(g.opt(&format!("llama.{k}"), hearth_gguf::Gguf::f64)?
+                .unwrap_or(default) as f32)
+        };
+        Ok(Self {
+            n_layers: u("block_count")?,
+            n_embd,
+            n_ff: u("feed_forward_length")?,
+            n_head,
+            n_head_kv,
+            head_dim,
+            rope_dim,
+            rope_base: f("rope.freq_base", 10_000.0)?,
+            rms_eps: f("attention.layer_norm_rms_epsilon", 1e-5)?,
+            vocab_size,
+            context_length: u("context_length")?,
+        })
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    wo: QMatrix,
+    ffn_norm: Vec<f32>,
+    w_gate: QMatrix,
+    w_up: QMatrix,
+    w_down: QMatrix,
+}
+
+/// A loaded llama model.
+pub struct Llama {
+    pub config: LlamaConfig,
+    tok_embd: QMatrix,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    /// `None` when the output projection is tied to the token embedding.
+    output: Option<QMatrix>,
+    inv_freq: Vec<f32>,
+}
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llama")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys and values of past positions, for one sequence.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    /// Per layer: `len × kv_dim` keys and values.
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(config: &LlamaConfig) -> Self {
+        Self {
+            k: vec![Vec::new(); config.n_layers],
+            v: vec![Vec::new(); config.n_layers],
+            len: 0,
+        }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forget positions from `len` on (to reuse a shared prefix).
+    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
+        if len < self.len {
+            for l in self.k.iter_mut().chain(self.v.iter_mut()) {
+                l.truncate(len * kv_dim);
+            }
+            self.len = len;
+        }
+    }
+
+    /// Bytes held.
+    pub fn size_bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|l| l.len() * 4).sum()
+    }
+}
+
+fn matrix(g: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<QMatrix, ModelError> {
+    let (info, data) = g.tensor_by_name(name)?;
+    if info.dims != [cols as u64, rows as u64] {
+        return Err(ModelError::Invalid(format!(
+            "tensor `{name}` has shape {:?}, expected [{cols}, {rows}]",
+            info.dims
+        )));
+    }
+    QMatrix::new(info.ggml_type, rows, cols, data)
+}
+
+fn vector(g: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    let (info, data) = g.tensor_by_name(name)?;
+    if info.elements() != len as u64 {
+        return Err(ModelError::Invalid(format!(
+            "tensor `{name}` has {} elements, expected {len}",
+            info.elements()
+        )));
+    }
+    Ok(dequantize_to_vec(info.ggml_type, data)?)
+}
+
+impl Llama {
+    /// Load weights from a validated GGUF file. The weights are copied out of the file, so the
+    /// file may be dropped afterwards.
+    pub fn load(g: &GgufFile) -> Result<Self, ModelError> {
+        let c = LlamaConfig::from_gguf(g)?;
+        let layers = (0..c.n_layers)
+            .map(|i| {
+                let p = |s: &str| format!("blk.{i}.{s}.weight");
+                Ok(Layer {
+                    attn_norm: vector(g, &p("attn_norm"), c.n_embd)?,
+                    wq: matrix(g, &p("attn_q"), c.n_head * c.head_dim, c.n_embd)?,
+                    wk: matrix(g, &p("attn_k"), c.kv_dim(), c.n_embd)?,
+                    wv: matrix(g, &p("attn_v"), c.kv_dim(), c.n_embd)?,
+                    wo: matrix(g, &p("attn_output"), c.n_embd, c.n_head * c.head_dim)?,
+                    ffn_norm: vector(g, &p("ffn_norm"), c.n_embd)?,
+                    w_gate: matrix(g, &p("ffn_gate"), c.n_ff, c.n_embd)?,
+                    w_up: matrix(g, &p("ffn_up"), c.n_ff, c.n_embd)?,
+                    w_down: matrix(g, &p("ffn_down"), c.n_embd, c.n_ff)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let tok_embd = matrix(g, "token_embd.weight", c.vocab_size, c.n_embd)?;
+        let output = match g.tensor("output.weight") {
+            Some(_) => Some(matrix(g, "output.weight", c.vocab_size, c.n_embd)?),
+            None => None,
+        };
+        let mut inv_freq: Vec<f32> = (0..c.rope_dim / 2)
+            .map(|i| (f64::from(c.rope_base).powf(-2.0 * i as f64 / c.rope_dim as f64)) as f32)
+            .collect();
+        // Llama 3.1+ ship per-pair frequency divisors.
+        if g.tensor("rope_freqs.weight").is_some() {
+            let factors = vector(g, "rope_freqs.weight", c.rope_dim / 2)?;
+            for (f, d) in inv_freq.iter_mut().zip(factors) {
+                *f /= d;
+            }
+        }
+        Ok(Self {
+            output_norm: vector(g, "output_norm.weight", c.n_embd)?,
+            config: c,
+            tok_embd,
+            layers,
+            output,
+            inv_freq,
+        })
+    }
+
+    /// Bytes of weights held in memory.
+    pub fn size_bytes(&self) -> usize {
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .map(|m| m.size_bytes())
+                    .sum::<usize>()
+                    + (l.attn_norm.len() + l.ffn_norm.len()) * 4
+            })
+            .sum();
+        l + self.tok_embd.size_bytes() + self.output.as_ref().map_or(0, QMatrix::size_bytes)
+    }
+
+    /// The type most weights are stored in (e.g. Q4_1), for display.
+    pub fn main_type(&self) -> GgmlType {
+        self.layers.first().map_or(self.tok_embd.ty, |l| l.w_up.ty)
+    }
+
+    /// Run `tokens` at the positions following `cache`, append their keys and values, and return
+    /// logits: for every token when `all_logits`, else for the last one only (`vocab` floats each).
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, ModelError> {
+        let c = &self.config;
+        let n = tokens.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let start = cache.len;
+        if start + n > c.context_length {
+            return Err(ModelError::ContextFull {
+                limit: c.context_length,
+                needed: start + n,
+            });
+        }
+        let d = c.n_embd;
+        let kv_dim = c.kv_dim();
+        let q_dim = c.n_head * c.head_dim;
+
+        let mut x = vec![0f32; n * d];
+        for (t, &tok) in tokens.iter().enumerate() {
+            if tok as usize >= c.vocab_size {
+                return Err(ModelError::BadToken(tok));
+            }
+            self.tok_embd
+                .dequantize_row(tok as usize, &mut x[t * d..(t + 1) * d]);
+        }
+
+        let mut h = vec![0f32; n * d];
+        let mut q = vec![0f32; n * q_dim];
+        let mut k = vec![0f32; n * kv_dim];
+        let mut v = vec![0f32; n * kv_dim];
+        let mut att = vec![0f32; n * q_dim];
+        let mut o = vec![0f32; n * d];
+        let mut gate = vec![0f32; n * c.n_ff];
+        let mut up = vec![0f32; n * c.n_ff];
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            h.copy_from_slice(&x);
+            kernels::rms_norm(&mut h, &layer.attn_norm, c.rms_eps);
+            kernels::matmul(pool, &layer.wq, &h, n, &mut q);
+            kernels::matmul(pool, &layer.wk, &h, n, &mut k);
+            kernels::matmul(pool, &layer.wv, &h, n, &mut v);
+            for t in 0..n {
+                let pos = start + t;
+                kernels::rope(
+                    &mut q[t * q_dim..(t + 1) * q_dim],
+                    c.head_dim,
+                    pos,
+                    &self.inv_freq,
+                );
+                kernels::rope(
+                    &mut k[t * kv_dim..(t + 1) * kv_dim],
+                    c.head_dim,
+                    pos,
+                    &self.inv_freq,
+                );
+            }
+            cache.k[li].extend_from_slice(&k);
+            cache.v[li].extend_from_slice(&v);
+            self.attention(pool, &q, &cache.k[li], &cache.v[li], start, &mut att);
+            kernels::matmul(pool, &layer.wo, &att, n, &mut o);
+            for (xi, oi) in x.iter_mut().zip(&o) {
+                *xi += oi;
+            }
+
+            h.copy_from_slice(&x);
+            kernels::rms_norm(&mut h, &layer.ffn_norm, c.rms_eps);
+            kernels::matmul(pool, &layer.w_gate, &h, n, &mut gate);
+            kernels::matmul(pool, &layer.w_up, &h, n, &mut up);
+            kernels::swiglu(&mut gate, &up);
+            kernels::matmul(pool, &layer.w_down, &gate, n, &mut o);
+            for (xi, oi) in x.iter_mut().zip(&o) {
+                *xi += oi;
+            }
+        }
+        cache.len = start + n;
+
+        let rows: Vec<usize> = if all_logits {
+            (0..n).collect()
+        } else {
+            vec![n - 1]
+        };
+        let mut normed = Vec::with_capacity(rows.len() * d);
+        for &t in &rows {
+            normed.extend_from_slice(&x[t * d..(t + 1) * d]);
+        }
+        kernels::rms_norm(&mut normed, &self.output_norm, c.rms_eps);
+        let out = self.output.as_ref().unwrap_or(&self.tok_embd);
+        let mut logits = vec![0f32; rows.len() * c.vocab_size];
+        kernels::matmul(pool, out, &normed, rows.len(), &mut logits);
+        Ok(logits)
+    }
+
+    /// Causal attention of `n` new queries at positions `start..start+n` over the cached keys and
+    /// values (which already include the new ones). Heads share kv heads in groups (GQA).
+    fn attention(
+        &self,
+        pool: &ThreadPool,
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        start: usize,
+        out: &mut [f32],
+    ) {
+        let c = &self.config;
+        let hd = c.head_dim;
+        let kv_dim = c.kv_dim();
+        let group = c.n_head / c.n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        pool.install(|| {
+            out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+                let (t, head) = (i / c.n_head, i % c.n_head);
+                let kvh = head / group;
+                let qv = &q[t * c.n_head * hd + head * hd..][..hd];
+                let span = start + t + 1;
+                let mut scores: Vec<f32> = (0..span)
+                    .map(|p| kernels::dot(qv, &keys[p * kv_dim + kvh * hd..][..hd]) * scale)
+                    .collect();
+                kernels::softmax(&mut scores);
+                o.fill(0.0);
+                for (p, &w) in scores.iter().enumerate() {
+                    kernels::axpy(o, w, &values[p * kv_dim + kvh * hd..][..hd]);
+                }
+            });
+        });
+    }
+}
