@@ -66,14 +66,14 @@ impl Builder {
             offsets.push(offset);
             offset += (data.len() as u64).div_ceil(32) * 32;
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         for ((_, _, _, data), off) in self.tensors.iter().zip(offsets) {
             let start = out.len();
             assert_eq!(start as u64 % 32, off % 32);
             out.extend(data);
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
         }

@@ -40,7 +40,8 @@ proptest! {
         let mag: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
         let mut scratch = vec![0f32; n];
         for k in Kernels::available() {
-            for ty in [GgmlType::Q4_1] {
+            {
+                let ty = GgmlType::Q4_1;
                 let got = k.dot_row(ty, &row, &x, &mut scratch);
                 prop_assert!(close(got, naive as f32, mag), "{:?}: {got} vs {naive}", k.isa);
             }

@@ -1,6 +1,11 @@
 //! Golden parity: teacher-forced log-probabilities of the default model against a float64
 //! reference forward pass (../shared/golden/smollm2-135m/greedy.jsonl, made outside Hearth).
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 use std::path::PathBuf;
 
 use hearth_gguf::GgufFile;
