@@ -1,0 +1,360 @@
+//! Configuration: layered raw TOML (compiled-in defaults → system file → user file →
+//! `--config FILE` → `HEARTH__SECTION__KEY` environment → flags), checked against a raw schema
+//! that refuses unknown keys, then validated into the typed [`Config`] every other crate takes.
+//! This is the only crate that reads configuration files or the environment.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::{Table, Value};
+
+/// The compiled-in defaults, also the reference documentation.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+fn invalid(origin: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    home: String,
+    server: RawServer,
+    models: RawModels,
+    engine: RawEngine,
+    pull: RawPull,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    max_body_bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModels {
+    default: String,
+    keep_alive: String,
+    max_loaded: u32,
+    pull_default_on_serve: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    threads: u32,
+    context_length: u32,
+    prefill_chunk: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPull {
+    python: String,
+    hub_endpoint: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: String,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where Hearth keeps its data.
+    pub home: PathBuf,
+    pub server: ServerConfig,
+    pub models: ModelsConfig,
+    pub engine: EngineConfig,
+    pub pull: PullConfig,
+    pub log_level: String,
+    /// The files that were read, in order (for `hearth config` and startup logs).
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelsConfig {
+    pub default: String,
+    /// `None`: keep loaded forever.
+    pub keep_alive: Option<Duration>,
+    pub max_loaded: usize,
+    pub pull_default_on_serve: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub threads: usize,
+    pub context_length: usize,
+    pub prefill_chunk: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PullConfig {
+    pub python: String,
+    pub hub_endpoint: String,
+}
+
+/// Where configuration comes from besides the compiled-in defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Files read if they exist (system and user files).
+    pub optional_files: Vec<PathBuf>,
+    /// A file that must exist (`--config`).
+    pub explicit_file: Option<PathBuf>,
+    /// `(name, value)` pairs of the environment; only `HEARTH__…` ones are used.
+    pub env: Vec<(String, String)>,
+    /// Overrides from flags, as dotted keys (`server.listen`) and TOML-ish values.
+    pub flags: Vec<(String, String)>,
+    /// `$HEARTH_HOME`, `$XDG_DATA_HOME` and `$HOME`, used when `home` is empty.
+    pub hearth_home: Option<PathBuf>,
+    pub xdg_data_home: Option<PathBuf>,
+    pub user_home: Option<PathBuf>,
+}
+
+impl Sources {
+    /// The standard sources of this process: system and user files, the environment.
+    pub fn from_process(explicit_file: Option<PathBuf>, flags: Vec<(String, String)>) -> Self {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let var = |k: &str| {
+            env.iter()
+                .find(|(n, v)| n == k && !v.is_empty())
+                .map(|(_, v)| PathBuf::from(v))
+        };
+        let user_home = var("HOME");
+        let config_home =
+            var("XDG_CONFIG_HOME").or_else(|| user_home.as_ref().map(|h| h.join(".config")));
+        let mut optional_files = vec![PathBuf::from("/etc/hearth/config.toml")];
+        if let Some(c) = config_home {
+            optional_files.push(c.join("hearth/config.toml"));
+        }
+        Self {
+            optional_files,
+            explicit_file,
+            hearth_home: var("HEARTH_HOME"),
+            xdg_data_home: var("XDG_DATA_HOME"),
+            user_home,
+            env,
+            flags,
+        }
+    }
+}
+
+/// Merge `over` into `base`, table by table.
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A value given as text (environment or flag): TOML if it parses as a scalar, else a string.
+fn scalar(text: &str) -> Value {
+    match format!("v = {text}").parse::<Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (Value::Integer(_) | Value::Float(_) | Value::Boolean(_))) => v,
+            _ => Value::String(text.to_owned()),
+        },
+        Err(_) => Value::String(text.to_owned()),
+    }
+}
+
+fn set_path(
+    root: &mut Table,
+    path: &[String],
+    value: Value,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err(invalid(origin, "empty key"));
+    };
+    let mut table = root;
+    for p in parents {
+        let entry = table
+            .entry(p.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(t) => t,
+            _ => return Err(invalid(origin, format!("`{p}` is not a section"))),
+        };
+    }
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Parse "5m", "30s", "1h", "250ms", "0", plain seconds, or "-1" (forever: `None`).
+pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
+    let t = text.trim();
+    if t.starts_with('-') {
+        return Ok(None);
+    }
+    let (num, unit) = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((t, ""), |i| t.split_at(i));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs > 1e9 {
+        return Err(format!("`{text}` is too long"));
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
+}
+
+impl Config {
+    /// The compiled-in defaults alone (tests, and `hearth config --defaults`).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::load(&Sources::default())
+    }
+
+    /// Read every layer and validate.
+    pub fn load(src: &Sources) -> Result<Self, ConfigError> {
+        let mut root: Table = DEFAULT_TOML
+            .parse()
+            .map_err(|e: toml::de::Error| invalid("defaults", e.to_string()))?;
+        let mut sources = vec!["defaults".to_owned()];
+        let read = |path: &Path| -> Result<Table, ConfigError> {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            text.parse::<Table>()
+                .map_err(|e| invalid(path.display().to_string(), e.to_string()))
+        };
+        for f in &src.optional_files {
+            if f.is_file() {
+                merge(&mut root, read(f)?);
+                sources.push(f.display().to_string());
+            }
+        }
+        if let Some(f) = &src.explicit_file {
+            merge(&mut root, read(f)?);
+            sources.push(f.display().to_string());
+        }
+        for (name, value) in &src.env {
+            let Some(rest) = name.strip_prefix("HEARTH__") else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut root, &path, scalar(value), name)?;
+            sources.push(format!("env {name}"));
+        }
+        for (key, value) in &src.flags {
+            let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+            set_path(&mut root, &path, scalar(value), key)?;
+        }
+        let raw: Raw = Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid("", e.to_string().trim().to_owned()))?;
+        Self::validate(raw, src, sources)
+    }
+
+    fn validate(raw: Raw, src: &Sources, sources: Vec<String>) -> Result<Self, ConfigError> {
+        let home = if !raw.home.is_empty() {
+            PathBuf::from(&raw.home)
+        } else if let Some(h) = &src.hearth_home {
+            h.clone()
+        } else if let Some(x) = &src.xdg_data_home {
+            x.join("hearth")
+        } else if let Some(h) = &src.user_home {
+            h.join(".local/share/hearth")
+        } else {
+            return Err(invalid(
+                "home",
+                "no data folder: set HEARTH_HOME, or `home` in the config, or HOME",
+            ));
+        };
+        let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!(
+                    "`{}` is not HOST:PORT (e.g. 127.0.0.1:11435)",
+                    raw.server.listen
+                ),
+            )
+        })?;
+        let max_body_bytes = usize::try_from(raw.server.max_body_bytes)
+            .ok()
+            .filter(|&b| b >= 1024)
+            .ok_or_else(|| invalid("server.max_body_bytes", "must be at least 1024"))?;
+        let keep_alive =
+            parse_duration(&raw.models.keep_alive).map_err(|e| invalid("models.keep_alive", e))?;
+        if raw.models.default.trim().is_empty() {
+            return Err(invalid("models.default", "must name a model"));
+        }
+        if raw.models.max_loaded == 0 {
+            return Err(invalid("models.max_loaded", "must be at least 1"));
+        }
+        if raw.engine.prefill_chunk == 0 {
+            return Err(invalid("engine.prefill_chunk", "must be at least 1"));
+        }
+        Ok(Self {
+            home,
+            server: ServerConfig {
+                listen,
+                max_body_bytes,
+            },
+            models: ModelsConfig {
+                default: raw.models.default,
+                keep_alive,
+                max_loaded: raw.models.max_loaded as usize,
+                pull_default_on_serve: raw.models.pull_default_on_serve,
+            },
+            engine: EngineConfig {
+                threads: raw.engine.threads as usize,
+                context_length: raw.engine.context_length as usize,
+                prefill_chunk: raw.engine.prefill_chunk as usize,
+            },
+            pull: PullConfig {
+                python: raw.pull.python,
+                hub_endpoint: raw.pull.hub_endpoint,
+            },
+            log_level: raw.log.level,
+            sources,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+use super::*;
+
+fn sources() -> Sources {
+    Sources {
+        user_home: Some("/home/u".into()),
+        ..Sources::default()
+    }
+}
+
+#[test]
+fn defaults_are_valid_and_documented_values() {
+    let c = Config::load(&sources()).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:11435");
+    assert_eq!(c.home, PathBuf::from("/home/u/.local/share/hearth"));
+    assert_eq!(c.models.default, "smollm2:135m");
+    assert_eq!(c.models.keep_alive, Some(Duration::from_secs(300)));
+}
+
+#[test]
+fn layers_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user.toml");
+    std::fs::write(
+        &user,
+        "[server]\nlisten = \"127.0.0.1:1\"\n[engine]\nthreads = 3\n",
+    )
+    .unwrap();
+    let explicit = dir.path().join("explicit.toml");
+    std::fs::write(&explicit, "[server]\nlisten = \"127.0.0.1:2\"\n").unwrap();
+    let mut s = sources();
+    s.optional_files = vec![user, dir.path().join("missing.toml")];
+    s.explicit_file = Some(explicit);
+    s.hearth_home = Some("/data/hearth".into());
+    s.env = vec![
+        ("HEARTH__MODELS__KEEP_ALIVE".into(), "30s".into()),
+        ("HEARTH__ENGINE__PREFILL_CHUNK".into(), "64".into()),
+        ("OTHER".into(), "x".into()),
+    ];
+    s.flags = vec![("server.listen".into(), "0.0.0.0:3".into())];
+    let c = Config::load(&s).unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:3");
+    assert_eq!(c.engine.threads, 3);
+    assert_eq!(c.engine.prefill_chunk, 64);
+    assert_eq!(c.models.keep_alive, Some(Duration::from_secs(30)));
+    assert_eq!(c.home, PathBuf::from("/data/hearth"));
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let check = |env: (&str, &str), needle: &str| {
+        let mut s = sources();
+        s.env = vec![(env.0.into(), env.1.into())];
+        let err = Config::load(&s).unwrap_err().to_string();
+        assert!(err.contains(needle), "{env:?}: {err}");
+    };
+    check(("HEARTH__SERVER__LISTEN", "nonsense"), "server.listen");
+    check(("HEARTH__SERVER__LISTENN", "1"), "listenn");
+    check(("HEARTH__MODELS__KEEP_ALIVE", "5 weeks"), "keep_alive");
+    check(("HEARTH__ENGINE__THREADS", "-2"), "threads");
+    check(("HEARTH__MODELS__MAX_LOADED", "0"), "max_loaded");
+}
+
+#[test]
+fn missing_explicit_file_is_an_error() {
+    let mut s = sources();
+    s.explicit_file = Some("/nonexistent/hearth.toml".into());
+    assert!(matches!(Config::load(&s), Err(ConfigError::Read { .. })));
+}
+
+#[test]
+fn durations() {
+    let cases = [
+        ("5m", Some(300.0)),
+        ("30s", Some(30.0)),
+        ("250ms", Some(0.25)),
+        ("0", Some(0.0)),
+        ("-1", None),
+        ("2", Some(2.0)),
+        ("1h", Some(3600.0)),
+    ];
+    for (text, want) in cases {
+        assert_eq!(
+            parse_duration(text).unwrap().map(|d| d.as_secs_f64()),
+            want,
+            "{text}"
+        );
+    }
+    assert!(parse_duration("soon").is_err());
+    assert!(parse_duration("5d").is_err());
+}
