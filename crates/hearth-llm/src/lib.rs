@@ -96,8 +96,10 @@ pub enum StreamEvent {
     Error(LlmError),
 }
 
-/// The receiving end of a generation. Dropping it cancels the generation.
-pub type GenerationStream = tokio::sync::mpsc::Receiver<StreamEvent>;
+/// The receiving end of a generation. Dropping it cancels the generation. Unbounded, so a slow
+/// reader never stalls the engine thread that serves every other request (a stream holds at
+/// most the request's own tokens).
+pub type GenerationStream = tokio::sync::mpsc::UnboundedReceiver<StreamEvent>;
 
 /// A model the service can serve.
 #[derive(Debug, Clone, PartialEq)]
