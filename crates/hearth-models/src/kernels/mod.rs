@@ -76,13 +76,22 @@ impl QMatrix {
                 data.len()
             )));
         }
-        Ok(Self {
-            ty,
-            rows,
-            cols,
-            row_bytes,
-            data: data.to_vec(),
-        })
+        match packed_block_bytes(ty) {
+            Some(pb) => Ok(Self {
+                ty,
+                rows,
+                cols,
+                row_bytes: row_bytes / ty.type_size() as usize * pb,
+                data: pack_blocks(ty, data),
+            }),
+            None => Ok(Self {
+                ty,
+                rows,
+                cols,
+                row_bytes,
+                data: data.to_vec(),
+            }),
+        }
     }
 
     pub fn row(&self, r: usize) -> &[u8] {
@@ -99,8 +108,47 @@ impl QMatrix {
     }
 }
 
-/// Dequantize a row of blocks into `out`.
+/// Bytes per block of the formats repacked at load: their f16 scales widened to f32, so the
+/// hot loops never convert half floats.
+pub fn packed_block_bytes(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::Q4_0 => Some(4 + 16),
+        GgmlType::Q4_1 => Some(4 + 4 + 16),
+        GgmlType::Q8_0 => Some(4 + 32),
+        _ => None,
+    }
+}
+
+/// Repack ggml blocks of `ty` into the load-time layout (see [`packed_block_bytes`]); other
+/// types are returned unchanged.
+pub fn pack_blocks(ty: GgmlType, src: &[u8]) -> Vec<u8> {
+    let ts = ty.type_size() as usize;
+    let Some(pb) = packed_block_bytes(ty) else {
+        return src.to_vec();
+    };
+    let scales = match ty {
+        GgmlType::Q4_1 => 2,
+        _ => 1,
+    };
+    let mut out = Vec::with_capacity(src.len() / ts * pb);
+    for b in src.chunks_exact(ts) {
+        for i in 0..scales {
+            let h = u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
+            out.extend_from_slice(&hearth_gguf::quants::f16_to_f32(h).to_le_bytes());
+        }
+        out.extend_from_slice(&b[2 * scales..]);
+    }
+    out
+}
+
+/// Dequantize a row of (packed, where [`packed_block_bytes`] says so) blocks into `out`.
 pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    if let Some(pb) = packed_block_bytes(ty) {
+        for (b, y) in row.chunks_exact(pb).zip(out.chunks_exact_mut(32)) {
+            simd::dequantize_packed_block(ty, b, y);
+        }
+        return;
+    }
     let bs = ty.block_size() as usize;
     let ts = ty.type_size() as usize;
     for (b, y) in row.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {

@@ -13,7 +13,6 @@
 use std::sync::OnceLock;
 
 use hearth_gguf::GgmlType;
-use hearth_gguf::quants::f16_to_f32;
 
 /// Which instruction set a kernel table uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +57,12 @@ impl Kernels {
 
     #[inline]
     pub fn dot_f32(self, a: &[f32], b: &[f32]) -> f32 {
-        dispatch!(self, dot_f32_body(a, b))
+        dot_f32(self.isa, a, b)
     }
 
     #[inline]
     pub fn axpy(self, out: &mut [f32], w: f32, v: &[f32]) {
-        dispatch!(self, axpy_body(out, w, v))
+        axpy(self.isa, out, w, v)
     }
 
     /// Dot product of one quantized row with `x`; `scratch` holds `x.len()` floats for formats
@@ -71,9 +70,9 @@ impl Kernels {
     #[inline]
     pub fn dot_row(self, ty: GgmlType, row: &[u8], x: &[f32], scratch: &mut [f32]) -> f32 {
         match ty {
-            GgmlType::Q4_1 => dispatch!(self, dot_q4_1_body(row, x)),
-            GgmlType::Q4_0 => dispatch!(self, dot_q4_0_body(row, x)),
-            GgmlType::Q8_0 => dispatch!(self, dot_q8_0_body(row, x)),
+            GgmlType::Q4_1 => dot_q4_1(self.isa, row, x),
+            GgmlType::Q4_0 => dot_q4_0(self.isa, row, x),
+            GgmlType::Q8_0 => dot_q8_0(self.isa, row, x),
             _ => {
                 super::dequantize_row(ty, row, scratch);
                 self.dot_f32(scratch, x)
@@ -82,29 +81,33 @@ impl Kernels {
     }
 }
 
-macro_rules! dispatch {
-    ($k:expr, $name:ident($($arg:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
+/// Define `fn NAME(isa, args…)` that runs one portable body compiled three ways: plain, and
+/// inside `#[target_feature]` functions for AVX2+FMA and AVX-512, where the compiler vectorises
+/// it for those units.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        fn $name(isa: Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma,f16c")]
-            fn avx2<R>(f: impl FnOnce() -> R) -> R { f() }
+            fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-            fn avx512<R>(f: impl FnOnce() -> R) -> R { f() }
-            match $k.isa {
-                // SAFETY: `Kernels` with these ISAs exist only when `detect_*` saw the features.
-                Isa::Avx512 => unsafe { avx512(|| $name($($arg),*)) },
-                // SAFETY: as above.
-                Isa::Avx2 => unsafe { avx2(|| $name($($arg),*)) },
-                Isa::Portable => $name($($arg),*),
+            fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+            match isa {
+                // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { avx512($($arg),*) },
+                // SAFETY: as above, with `detect_avx2`.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $name($($arg),*)
-        }
-    }};
+    };
 }
-use dispatch;
 
 fn detect() -> Isa {
     if detect_avx512() {
@@ -139,10 +142,9 @@ fn detect_avx512() -> bool {
     false
 }
 
-const LANES: usize = 16;
+const LANES: usize = 32;
 
-#[inline(always)]
-fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
+multiversion! { fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; LANES];
@@ -150,73 +152,96 @@ fn dot_f32_body(a: &[f32], b: &[f32]) -> f32 {
     let mut cb = b.chunks_exact(LANES);
     for (x, y) in (&mut ca).zip(&mut cb) {
         for i in 0..LANES {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
+            acc[i] += x[i] * y[i];
         }
     }
     let mut tail = 0f32;
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail = x.mul_add(*y, tail);
+        tail += x * y;
     }
     acc.iter().sum::<f32>() + tail
-}
+}}
+
+multiversion! { fn axpy(out: &mut [f32], w: f32, v: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o += w * x;
+    }
+}}
 
 #[inline(always)]
-fn axpy_body(out: &mut [f32], w: f32, v: &[f32]) {
-    for (o, &x) in out.iter_mut().zip(v) {
-        *o = w.mul_add(x, *o);
+fn f32_at(b: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// Dequantize one repacked block (see `packed_block_bytes`).
+pub fn dequantize_packed_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
+    match ty {
+        GgmlType::Q4_1 => {
+            let (d, m) = (f32_at(b, 0), f32_at(b, 4));
+            for j in 0..16 {
+                y[j] = f32::from(b[8 + j] & 0xf) * d + m;
+                y[j + 16] = f32::from(b[8 + j] >> 4) * d + m;
+            }
+        }
+        GgmlType::Q4_0 => {
+            let d = f32_at(b, 0);
+            for j in 0..16 {
+                y[j] = (f32::from(b[4 + j] & 0xf) - 8.0) * d;
+                y[j + 16] = (f32::from(b[4 + j] >> 4) - 8.0) * d;
+            }
+        }
+        GgmlType::Q8_0 => {
+            let d = f32_at(b, 0);
+            for j in 0..32 {
+                y[j] = f32::from(b[4 + j] as i8) * d;
+            }
+        }
+        _ => y.fill(f32::NAN),
     }
 }
 
-#[inline(always)]
-fn half_at(b: &[u8], i: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
-}
-
-#[inline(always)]
-fn dot_q4_1_body(row: &[u8], x: &[f32]) -> f32 {
+multiversion! { fn dot_q4_1(row: &[u8], x: &[f32]) -> f32 {
     let mut total = 0f32;
-    for (b, xs) in row.chunks_exact(20).zip(x.chunks_exact(32)) {
-        let d = half_at(b, 0);
-        let m = half_at(b, 2);
-        let qs = &b[4..20];
+    for (b, xs) in row.chunks_exact(24).zip(x.chunks_exact(32)) {
+        let d = f32_at(b, 0);
+        let m = f32_at(b, 4);
+        let qs = &b[8..24];
         let mut sq = [0f32; 16];
         let mut sx = [0f32; 16];
         for j in 0..16 {
             let lo = f32::from(qs[j] & 0xf);
             let hi = f32::from(qs[j] >> 4);
-            sq[j] = lo.mul_add(xs[j], hi * xs[j + 16]);
+            sq[j] = lo * xs[j] + hi * xs[j + 16];
             sx[j] = xs[j] + xs[j + 16];
         }
         let sq: f32 = sq.iter().sum();
         let sx: f32 = sx.iter().sum();
-        total += d.mul_add(sq, m * sx);
+        total += d * sq + m * sx;
     }
     total
-}
+}}
 
-#[inline(always)]
-fn dot_q4_0_body(row: &[u8], x: &[f32]) -> f32 {
+multiversion! { fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
     let mut total = 0f32;
-    for (b, xs) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
-        let d = half_at(b, 0);
-        let qs = &b[2..18];
+    for (b, xs) in row.chunks_exact(20).zip(x.chunks_exact(32)) {
+        let d = f32_at(b, 0);
+        let qs = &b[4..20];
         let mut sq = [0f32; 16];
         for j in 0..16 {
             let lo = f32::from(qs[j] & 0xf) - 8.0;
             let hi = f32::from(qs[j] >> 4) - 8.0;
-            sq[j] = lo.mul_add(xs[j], hi * xs[j + 16]);
+            sq[j] = lo * xs[j] + hi * xs[j + 16];
         }
         total += d * sq.iter().sum::<f32>();
     }
     total
-}
+}}
 
-#[inline(always)]
-fn dot_q8_0_body(row: &[u8], x: &[f32]) -> f32 {
+multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
     let mut total = 0f32;
-    for (b, xs) in row.chunks_exact(34).zip(x.chunks_exact(32)) {
-        let d = half_at(b, 0);
-        let qs = &b[2..34];
+    for (b, xs) in row.chunks_exact(36).zip(x.chunks_exact(32)) {
+        let d = f32_at(b, 0);
+        let qs = &b[4..36];
         let mut sq = [0f32; 32];
         for j in 0..32 {
             sq[j] = f32::from(qs[j] as i8) * xs[j];
@@ -224,4 +249,4 @@ fn dot_q8_0_body(row: &[u8], x: &[f32]) -> f32 {
         total += d * sq.iter().sum::<f32>();
     }
     total
-}
+}}

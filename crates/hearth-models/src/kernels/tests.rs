@@ -31,11 +31,15 @@ proptest! {
         blocks in proptest::collection::vec((0.0f32..0.5, -2f32..2.0, proptest::array::uniform16(any::<u8>())), 1..6),
         seed in any::<u32>(),
     ) {
-        let row: Vec<u8> = blocks.iter().flat_map(|(d, m, qs)| block_q4_1(*d, *m, qs)).collect();
+        let ggml: Vec<u8> = blocks.iter().flat_map(|(d, m, qs)| block_q4_1(*d, *m, qs)).collect();
+        let row = pack_blocks(GgmlType::Q4_1, &ggml);
         let n = blocks.len() * 32;
         let x: Vec<f32> = (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 250.0 - 2.0).collect();
-        let mut deq = vec![0f32; n];
-        dequantize_row(GgmlType::Q4_1, &row, &mut deq);
+        // The reference: hearth-gguf's scalar dequantization of the original ggml blocks.
+        let deq = hearth_gguf::quants::dequantize_to_vec(GgmlType::Q4_1, &ggml).unwrap();
+        let mut packed_deq = vec![0f32; n];
+        dequantize_row(GgmlType::Q4_1, &row, &mut packed_deq);
+        prop_assert_eq!(&packed_deq, &deq);
         let naive: f64 = deq.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
         let mag: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
         let mut scratch = vec![0f32; n];
@@ -57,9 +61,13 @@ proptest! {
                 let scale = f32_to_f16(0.01 + f32::from(b[2]) / 512.0).to_le_bytes();
                 b[..2].copy_from_slice(&scale);
             }
+            let ggml = row.clone();
+            let row = pack_blocks(ty, &ggml);
             let x: Vec<f32> = (0..96u32).map(|i| (i.wrapping_mul(40503).wrapping_add(seed) % 997) as f32 / 300.0 - 1.5).collect();
-            let mut deq = vec![0f32; 96];
-            dequantize_row(ty, &row, &mut deq);
+            let deq = hearth_gguf::quants::dequantize_to_vec(ty, &ggml).unwrap();
+            let mut packed_deq = vec![0f32; 96];
+            dequantize_row(ty, &row, &mut packed_deq);
+            prop_assert_eq!(&packed_deq, &deq);
             let naive: f64 = deq.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
             let mag: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
             let mut scratch = vec![0f32; 96];
