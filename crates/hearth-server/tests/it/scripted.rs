@@ -1,6 +1,6 @@
 //! `ScriptedModels`: a [`ModelService`] that plays fixed scripts.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_llm::{
@@ -107,7 +107,10 @@ impl ModelService for ScriptedModels {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
             let model = req.model.clone();
-            *self.last_chat.lock().unwrap() = Some(req);
+            *self
+                .last_chat
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(req);
             self.play(&model)
         })
     }
@@ -118,7 +121,10 @@ impl ModelService for ScriptedModels {
     ) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
             let model = req.model.clone();
-            *self.last_completion.lock().unwrap() = Some(req);
+            *self
+                .last_completion
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(req);
             self.play(&model)
         })
     }
