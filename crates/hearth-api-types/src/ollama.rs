@@ -66,6 +66,9 @@ pub struct ChatRequest {
     pub keep_alive: Option<KeepAlive>,
     #[serde(default)]
     pub options: Option<Options>,
+    /// `"json"` or a JSON schema asks for structured output; `""` or `null` for none.
+    #[serde(default)]
+    pub format: Option<serde_json::Value>,
 }
 
 /// `POST /api/generate`
@@ -84,6 +87,9 @@ pub struct GenerateRequest {
     pub keep_alive: Option<KeepAlive>,
     #[serde(default)]
     pub options: Option<Options>,
+    /// `"json"` or a JSON schema asks for structured output; `""` or `null` for none.
+    #[serde(default)]
+    pub format: Option<serde_json::Value>,
 }
 
 /// Counts and timings of the final object of a generation; durations in nanoseconds.

@@ -50,6 +50,13 @@ pub struct ChatMessage {
     pub content: Option<MessageContent>,
 }
 
+/// `response_format`: `{"type":"text"}`, `{"type":"json_object"}`, `{"type":"json_schema",…}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 /// `POST /v1/chat/completions`
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ChatCompletionRequest {
@@ -77,6 +84,8 @@ pub struct ChatCompletionRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.

@@ -35,6 +35,7 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
         n: None,
         stream: None,
         stream_options: None,
+        response_format: None,
     };
     check_parse(
         json!({"model":"m","messages":[{"role":"user","content":"hi","name":"x"}],"user":"u","logit_bias":{}}),
@@ -129,6 +130,7 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             raw: None,
             stream: None,
             keep_alive: Some(ollama::KeepAlive::Text("5m".into())),
+            format: Some(serde_json::Value::String(String::new())),
             options: Some(ollama::Options {
                 num_ctx: Some(4096),
                 seed: Some(42),
@@ -148,6 +150,7 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             stream: Some(false),
             keep_alive: Some(ollama::KeepAlive::Seconds(300.0)),
             options: None,
+            format: None,
         },
     );
 }

@@ -29,6 +29,9 @@ pub enum ApiError {
         message: String,
         param: Option<&'static str>,
     },
+    /// No route has this method and path.
+    #[error("no API route for {method} {path}; see the API reference for the routes served")]
+    NoRoute { method: String, path: String },
     /// The model service broke its contract (e.g. closed a stream without a final event).
     #[error("model service: {0}")]
     Service(String),
@@ -103,6 +106,12 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 Some("request_too_large"),
+                None,
+            ),
+            ApiError::NoRoute { .. } => user(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("unknown_url"),
                 None,
             ),
             ApiError::Body(_) => user(StatusCode::BAD_REQUEST, "invalid_request_error", None, None),

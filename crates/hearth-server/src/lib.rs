@@ -29,7 +29,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use hearth_llm::ModelService;
 
-pub use error::{ApiError, BUSY_RETRY_AFTER_SECS};
+pub use error::{ApiError, BUSY_RETRY_AFTER_SECS, Classified, Family, OllamaError, OpenAiError};
 pub use metrics::Metrics;
 
 /// Settings of the HTTP layer.
@@ -79,6 +79,21 @@ impl AppState {
     }
 }
 
+/// Unknown routes: 404 with the error body of the family the path belongs to.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let error = ApiError::NoRoute {
+        method: method.to_string(),
+        path: path.chars().take(200).collect(),
+    };
+    if path.starts_with("/v1/") {
+        OpenAiError(error).into_response()
+    } else {
+        OllamaError(error).into_response()
+    }
+}
+
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
@@ -95,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/version", get(ollama::version))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::scrape))
+        .fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -42,6 +42,18 @@ fn options(o: Option<wire_ol::Options>) -> GenerationOptions {
     }
 }
 
+/// Structured output (`format`) is refused rather than silently ignored.
+fn check_format(format: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    match format {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::invalid(
+            "format",
+            "format: structured output is not supported yet; leave `format` out",
+        )),
+    }
+}
+
 fn parse_keep_alive(k: Option<&wire_ol::KeepAlive>) -> Result<Option<KeepAliveSpec>, ApiError> {
     k.map(keep_alive).transpose()
 }
@@ -141,6 +153,7 @@ pub async fn chat(
     OllamaJson(req): OllamaJson<wire_ol::ChatRequest>,
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
+    check_format(req.format.as_ref())?;
     if req.messages.is_empty() {
         load_only(&state, &req.model).await?;
         let body = wire_ol::ChatResponse {
@@ -226,6 +239,7 @@ pub async fn generate(
     OllamaJson(req): OllamaJson<wire_ol::GenerateRequest>,
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
+    check_format(req.format.as_ref())?;
     let prompt = req.prompt.unwrap_or_default();
     let encoder = GenerateEncoder {
         model: req.model.clone(),

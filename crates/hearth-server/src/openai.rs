@@ -79,6 +79,17 @@ fn message_text(
 }
 
 fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiError> {
+    if let Some(f) = &req.response_format
+        && f.kind != "text"
+    {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!(
+                "response_format: `{}` is not supported yet, only `text`; leave response_format out",
+                f.kind
+            ),
+        ));
+    }
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",

@@ -749,6 +749,23 @@ async fn broken_json_syntax_is_400() {
 }
 
 #[tokio::test]
+async fn unknown_routes_are_404_in_their_family_shape() {
+    check(get("/v1/nothing").status(404).json(openai_error(
+        "no API route for GET /v1/nothing*",
+        "invalid_request_error",
+        Value::Null,
+        json!("unknown_url"),
+    )))
+    .await;
+    check(
+        post("/api/nothing", json!({}))
+            .status(404)
+            .json(json!({"error": "no API route for POST /api/nothing*"})),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn unsupported_n_is_400_saying_so() {
     check(
         post(
@@ -762,6 +779,59 @@ async fn unsupported_n_is_400_saying_so() {
             json!("n"),
             Value::Null,
         )),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn structured_output_is_refused_not_ignored() {
+    let body =
+        json!({"model": SMOL, "messages": user("hi"), "response_format": {"type": "json_object"}});
+    check(
+        post("/v1/chat/completions", body)
+            .status(400)
+            .json(openai_error(
+                "response_format: `json_object` is not supported yet*",
+                "invalid_request_error",
+                json!("response_format"),
+                Value::Null,
+            )),
+    )
+    .await;
+    let text = json!({"model": SMOL, "messages": user("hi"), "response_format": {"type": "text"}});
+    check(post("/v1/chat/completions", text).status(200).json(json!({
+        "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello world"},
+                     "logprobs": null, "finish_reason": "stop"}],
+        "usage": usage()
+    })))
+    .await;
+    let refused =
+        json!({"error": "format: structured output is not supported yet; leave `format` out"});
+    check(
+        post(
+            "/api/chat",
+            json!({"model": SMOL, "messages": user("hi"), "format": "json"}),
+        )
+        .status(400)
+        .json(refused.clone()),
+    )
+    .await;
+    check(
+        post(
+            "/api/generate",
+            json!({"model": SMOL, "prompt": "hi", "format": {"type": "object"}}),
+        )
+        .status(400)
+        .json(refused),
+    )
+    .await;
+    check(
+        post(
+            "/api/generate",
+            json!({"model": SMOL, "prompt": "hi", "format": "", "stream": false}),
+        )
+        .json(gen_final("Hello world")),
     )
     .await;
 }
@@ -889,6 +959,35 @@ async fn client_disconnect_cancels_generation() {
         "tick",
     )
     .await;
+}
+
+/// A client that leaves while a non-streaming answer is being collected cancels it too (hyper
+/// closes a connection whose client has closed its side, dropping the handler).
+async fn check_disconnect_cancels_collect(path: &str, body: Value) {
+    let server = serve().await;
+    let (started, cancelled) = (
+        server.models.started.clone(),
+        server.models.cancelled.clone(),
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let bytes = http::request_bytes(server.addr, "POST", path, Some(body.to_string().as_bytes()));
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes)
+        .await
+        .unwrap();
+    started.notified().await;
+    drop(stream);
+    tokio::time::timeout(Duration::from_secs(60), cancelled.notified())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{path}: the generation was not cancelled after the client left")
+        });
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_non_streaming_generation() {
+    let chat = json!({"model": "endless", "messages": user("hi"), "stream": false});
+    check_disconnect_cancels_collect("/v1/chat/completions", chat.clone()).await;
+    check_disconnect_cancels_collect("/api/chat", chat).await;
 }
 
 // ---------- model listings ----------

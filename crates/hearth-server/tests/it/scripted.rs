@@ -28,6 +28,8 @@ pub const HF: &str = "hf.co/org/repo:Q4_1";
 pub struct ScriptedModels {
     pub last_chat: Mutex<Option<ChatRequest>>,
     pub last_completion: Mutex<Option<CompletionRequest>>,
+    /// Notified when an `endless` generation starts.
+    pub started: Arc<Notify>,
     /// Notified when an `endless` generation's sender sees the channel closed.
     pub cancelled: Arc<Notify>,
 }
@@ -84,6 +86,7 @@ impl ScriptedModels {
             }
             "endless" => {
                 let cancelled = Arc::clone(&self.cancelled);
+                self.started.notify_one();
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {
