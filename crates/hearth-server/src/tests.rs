@@ -58,3 +58,48 @@ fn ids_are_uuid_v7_shaped_and_distinct() {
         "variant bits"
     );
 }
+
+#[test]
+fn histogram_buckets_are_cumulative_and_overflow_only_counts() {
+    use std::time::Duration;
+
+    use axum::http::Method;
+
+    let m = crate::Metrics::default();
+    for ms in [4, 300, 200_000] {
+        m.record_request("/r", &Method::GET, 200, Duration::from_millis(ms));
+    }
+    let text = m.render(&[]);
+    let check = |line: &str| {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        )
+    };
+    check("hearth_http_request_duration_seconds_bucket{route=\"/r\",le=\"0.005\"} 1");
+    check("hearth_http_request_duration_seconds_bucket{route=\"/r\",le=\"0.25\"} 1");
+    check("hearth_http_request_duration_seconds_bucket{route=\"/r\",le=\"0.5\"} 2");
+    check("hearth_http_request_duration_seconds_bucket{route=\"/r\",le=\"120\"} 2");
+    check("hearth_http_request_duration_seconds_bucket{route=\"/r\",le=\"+Inf\"} 3");
+    check("hearth_http_request_duration_seconds_sum{route=\"/r\"} 200.304");
+    check("hearth_http_request_duration_seconds_count{route=\"/r\"} 3");
+    check("hearth_http_requests_total{route=\"/r\",method=\"GET\",status=\"200\"} 3");
+}
+
+#[test]
+fn unknown_methods_share_one_label() {
+    use axum::http::Method;
+
+    let m = crate::Metrics::default();
+    for name in ["BREW", "PROPFIND"] {
+        let method = Method::from_bytes(name.as_bytes()).expect("method");
+        m.record_request("unmatched", &method, 404, std::time::Duration::ZERO);
+    }
+    let text = m.render(&[]);
+    assert!(
+        text.contains(
+            "hearth_http_requests_total{route=\"unmatched\",method=\"other\",status=\"404\"} 2"
+        ),
+        "{text}"
+    );
+}
