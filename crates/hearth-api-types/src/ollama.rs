@@ -1,0 +1,215 @@
+//! Ollama-compatible shapes: `/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/ps`,
+//! `/api/version`, errors. Field names follow Ollama's `api/types.go`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: String,
+}
+
+/// `keep_alive`: a Go duration string (`"5m"`, `"1h30m"`, `"-1"`), or a number of seconds.
+/// Negative means "keep loaded forever", zero "unload now".
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum KeepAlive {
+    Seconds(f64),
+    Text(String),
+}
+
+/// `options`. Fields Hearth does not use (`num_ctx`, `num_gpu`, `mirostat`, …) are accepted and
+/// ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Options {
+    /// Negative: no limit.
+    #[serde(default)]
+    pub num_predict: Option<i64>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_k: Option<i64>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub min_p: Option<f32>,
+    #[serde(default)]
+    pub repeat_penalty: Option<f32>,
+    /// `-1`: the whole context.
+    #[serde(default)]
+    pub repeat_last_n: Option<i64>,
+    #[serde(default)]
+    pub presence_penalty: Option<f32>,
+    #[serde(default)]
+    pub frequency_penalty: Option<f32>,
+    /// Negative: random.
+    #[serde(default)]
+    pub seed: Option<i64>,
+    #[serde(default)]
+    pub stop: Option<Vec<String>>,
+    /// Accepted and ignored: the context size is the model's.
+    #[serde(default)]
+    pub num_ctx: Option<i64>,
+}
+
+/// `POST /api/chat`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// `true` when absent.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub keep_alive: Option<KeepAlive>,
+    #[serde(default)]
+    pub options: Option<Options>,
+    /// `"json"` or a JSON schema asks for structured output; `""` or `null` for none.
+    #[serde(default)]
+    pub format: Option<serde_json::Value>,
+}
+
+/// `POST /api/generate`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GenerateRequest {
+    pub model: String,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub raw: Option<bool>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub keep_alive: Option<KeepAlive>,
+    #[serde(default)]
+    pub options: Option<Options>,
+    /// `"json"` or a JSON schema asks for structured output; `""` or `null` for none.
+    #[serde(default)]
+    pub format: Option<serde_json::Value>,
+}
+
+/// Counts and timings of the final object of a generation; durations in nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_duration: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_duration: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_duration: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_duration: Option<u64>,
+}
+
+/// One object of `/api/chat` (a streamed line, or the whole answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub model: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub message: Message,
+    pub done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// One object of `/api/generate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateResponse {
+    pub model: String,
+    pub created_at: String,
+    pub response: String,
+    pub done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelDetails {
+    pub parent_model: String,
+    pub format: String,
+    pub family: String,
+    pub families: Vec<String>,
+    pub parameter_size: String,
+    pub quantization_level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListModel {
+    pub name: String,
+    pub model: String,
+    pub modified_at: String,
+    pub size: u64,
+    pub digest: String,
+    pub details: ModelDetails,
+}
+
+/// `GET /api/tags`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub models: Vec<ListModel>,
+}
+
+/// `POST /api/show`: `model`, or the deprecated `name`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ShowRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    pub modelfile: String,
+    pub parameters: String,
+    pub template: String,
+    pub details: ModelDetails,
+    pub model_info: serde_json::Map<String, serde_json::Value>,
+    pub capabilities: Vec<String>,
+    pub modified_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessModel {
+    pub name: String,
+    pub model: String,
+    pub size: u64,
+    pub digest: String,
+    pub details: ModelDetails,
+    pub expires_at: String,
+    pub size_vram: u64,
+    pub context_length: u64,
+}
+
+/// `GET /api/ps`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessResponse {
+    pub models: Vec<ProcessModel>,
+}
+
+/// `GET /api/version`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionResponse {
+    pub version: String,
+}
+
+/// `{"error":"..."}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

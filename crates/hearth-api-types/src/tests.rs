@@ -1,0 +1,206 @@
+//! Shapes checked against request and response examples of the OpenAI and Ollama API docs.
+
+use serde_json::{Value, json};
+
+use crate::{ollama, openai};
+
+fn check_parse<T: serde::de::DeserializeOwned + std::fmt::Debug + PartialEq>(
+    input: Value,
+    expect: T,
+) {
+    let got: T = serde_json::from_value(input).expect("parses");
+    assert_eq!(got, expect);
+}
+
+fn check_ser<T: serde::Serialize>(value: T, expect: Value) {
+    assert_eq!(serde_json::to_value(value).expect("serializes"), expect);
+}
+
+#[test]
+fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
+    let base = openai::ChatCompletionRequest {
+        model: "m".into(),
+        messages: vec![openai::ChatMessage {
+            role: "user".into(),
+            content: Some(openai::MessageContent::Text("hi".into())),
+        }],
+        max_tokens: None,
+        max_completion_tokens: None,
+        temperature: None,
+        top_p: None,
+        seed: None,
+        stop: None,
+        presence_penalty: None,
+        frequency_penalty: None,
+        n: None,
+        stream: None,
+        stream_options: None,
+        response_format: None,
+    };
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi","name":"x"}],"user":"u","logit_bias":{}}),
+        base.clone(),
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stop":"\n"}),
+        openai::ChatCompletionRequest {
+            stop: Some(openai::Stop::One("\n".into())),
+            ..base.clone()
+        },
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stop":["a","b"],
+               "stream":true,"stream_options":{"include_usage":true}}),
+        openai::ChatCompletionRequest {
+            stop: Some(openai::Stop::Many(vec!["a".into(), "b".into()])),
+            stream: Some(true),
+            stream_options: Some(openai::StreamOptions {
+                include_usage: true,
+            }),
+            ..base.clone()
+        },
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}),
+        openai::ChatCompletionRequest {
+            messages: vec![openai::ChatMessage {
+                role: "user".into(),
+                content: Some(openai::MessageContent::Parts(vec![openai::ContentPart {
+                    kind: "text".into(),
+                    text: Some("hi".into()),
+                }])),
+            }],
+            ..base
+        },
+    );
+}
+
+#[test]
+fn openai_error_body_has_null_param_and_code() {
+    check_ser(
+        openai::ErrorBody {
+            error: openai::ErrorDetail {
+                message: "m".into(),
+                kind: "invalid_request_error".into(),
+                param: None,
+                code: None,
+            },
+        },
+        json!({"error":{"message":"m","type":"invalid_request_error","param":null,"code":null}}),
+    );
+}
+
+#[test]
+fn openai_chunk_usage_is_absent_null_or_present() {
+    let chunk = |usage| openai::ChatCompletionChunk {
+        id: "c".into(),
+        object: "chat.completion.chunk".into(),
+        created: 1,
+        model: "m".into(),
+        system_fingerprint: None,
+        choices: vec![],
+        usage,
+    };
+    let base =
+        json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[]});
+    check_ser(chunk(None), base.clone());
+    let mut with_null = base.clone();
+    with_null["usage"] = Value::Null;
+    check_ser(chunk(Some(None)), with_null);
+    let mut with_usage = base;
+    with_usage["usage"] = json!({"prompt_tokens":1,"completion_tokens":2,"total_tokens":3});
+    check_ser(
+        chunk(Some(Some(openai::Usage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            total_tokens: 3,
+        }))),
+        with_usage,
+    );
+}
+
+#[test]
+fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
+    check_parse(
+        json!({"model":"m","prompt":"p","keep_alive":"5m","options":{"num_ctx":4096,"mirostat":0,"seed":42,"stop":["x"]},"format":"","images":[]}),
+        ollama::GenerateRequest {
+            model: "m".into(),
+            prompt: Some("p".into()),
+            system: None,
+            raw: None,
+            stream: None,
+            keep_alive: Some(ollama::KeepAlive::Text("5m".into())),
+            format: Some(serde_json::Value::String(String::new())),
+            options: Some(ollama::Options {
+                num_ctx: Some(4096),
+                seed: Some(42),
+                stop: Some(vec!["x".into()]),
+                ..Default::default()
+            }),
+        },
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi","images":null}],"keep_alive":300,"stream":false}),
+        ollama::ChatRequest {
+            model: "m".into(),
+            messages: vec![ollama::Message {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+            stream: Some(false),
+            keep_alive: Some(ollama::KeepAlive::Seconds(300.0)),
+            options: None,
+            format: None,
+        },
+    );
+}
+
+#[test]
+fn ollama_final_chat_object_matches_the_docs_shape() {
+    // Field names and nesting from the final object of a streamed `/api/chat` in Ollama's docs/api.md.
+    check_ser(
+        ollama::ChatResponse {
+            model: "llama3.2".into(),
+            created_at: "2023-08-04T19:22:45.499127Z".into(),
+            message: ollama::Message {
+                role: "assistant".into(),
+                content: String::new(),
+            },
+            done: true,
+            done_reason: Some("stop".into()),
+            metrics: ollama::Metrics {
+                total_duration: Some(4883583458),
+                load_duration: Some(1334875),
+                prompt_eval_count: Some(26),
+                prompt_eval_duration: Some(342546000),
+                eval_count: Some(282),
+                eval_duration: Some(4535599000),
+            },
+        },
+        json!({
+            "model": "llama3.2",
+            "created_at": "2023-08-04T19:22:45.499127Z",
+            "message": {"role": "assistant", "content": ""},
+            "done": true,
+            "done_reason": "stop",
+            "total_duration": 4883583458u64,
+            "load_duration": 1334875,
+            "prompt_eval_count": 26,
+            "prompt_eval_duration": 342546000,
+            "eval_count": 282,
+            "eval_duration": 4535599000u64
+        }),
+    );
+    // A streamed line carries no metrics and no done_reason.
+    check_ser(
+        ollama::GenerateResponse {
+            model: "llama3.2".into(),
+            created_at: "2023-08-04T08:52:19.385406455-07:00".into(),
+            response: "The".into(),
+            done: false,
+            done_reason: None,
+            metrics: ollama::Metrics::default(),
+        },
+        json!({"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","response":"The","done":false}),
+    );
+}

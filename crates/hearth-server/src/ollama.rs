@@ -1,0 +1,412 @@
+//! Ollama-compatible routes and their wire ↔ domain conversions.
+
+use std::time::SystemTime;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use hearth_api_types::ollama as wire_ol;
+use hearth_llm::{
+    ChatRequest, Completion, CompletionRequest, GenerationOptions, Message, ModelDetails, ModelInfo,
+};
+
+use crate::AppState;
+use crate::body::OllamaJson;
+use crate::error::{ApiError, Family, OllamaError};
+use crate::generation::{Encoder, Generation, stream_body};
+use crate::wire::{KeepAliveSpec, keep_alive, nanos, rfc3339};
+
+fn clamp_u32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Ollama's options as the model service takes them: a negative `num_predict` means no limit, a
+/// negative `seed` a random one, a negative `repeat_last_n` the whole context (`u32::MAX`), a
+/// negative `top_k` is 0.
+fn options(o: Option<wire_ol::Options>) -> GenerationOptions {
+    let o = o.unwrap_or_default();
+    GenerationOptions {
+        max_tokens: o.num_predict.filter(|n| *n >= 0).map(clamp_u32),
+        temperature: o.temperature,
+        top_k: o.top_k.map(clamp_u32),
+        top_p: o.top_p,
+        min_p: o.min_p,
+        repeat_penalty: o.repeat_penalty,
+        repeat_last_n: o
+            .repeat_last_n
+            .map(|n| if n < 0 { u32::MAX } else { clamp_u32(n) }),
+        presence_penalty: o.presence_penalty,
+        frequency_penalty: o.frequency_penalty,
+        seed: o.seed.filter(|s| *s >= 0).map(i64::cast_unsigned),
+        stop: o.stop.unwrap_or_default(),
+    }
+}
+
+/// Structured output (`format`) is refused rather than silently ignored.
+fn check_format(format: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    match format {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::invalid(
+            "format",
+            "format: structured output is not supported yet; leave `format` out",
+        )),
+    }
+}
+
+fn parse_keep_alive(k: Option<&wire_ol::KeepAlive>) -> Result<Option<KeepAliveSpec>, ApiError> {
+    k.map(keep_alive).transpose()
+}
+
+fn metrics(c: &Completion) -> wire_ol::Metrics {
+    wire_ol::Metrics {
+        total_duration: Some(nanos(c.total_duration)),
+        load_duration: Some(nanos(c.load_duration)),
+        prompt_eval_count: Some(c.prompt_tokens),
+        prompt_eval_duration: Some(nanos(c.prompt_eval_duration)),
+        eval_count: Some(c.completion_tokens),
+        eval_duration: Some(nanos(c.eval_duration)),
+    }
+}
+
+fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+fn ndjson_line<T: serde::Serialize>(value: &T, out: &mut String) {
+    match serde_json::to_string(value) {
+        Ok(json) => {
+            out.push_str(&json);
+            out.push('\n');
+        }
+        Err(e) => tracing::error!(error = %e, "could not serialize a stream line"),
+    }
+}
+
+fn ndjson_response(body: axum::body::Body) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+fn error_line(error: &ApiError, out: &mut String) {
+    out.push_str(&error.body_json(Family::Ollama));
+    out.push('\n');
+}
+
+fn assistant(content: String) -> wire_ol::Message {
+    wire_ol::Message {
+        role: "assistant".to_owned(),
+        content,
+    }
+}
+
+async fn start(
+    state: &AppState,
+    rx: Result<hearth_llm::GenerationStream, hearth_llm::LlmError>,
+    in_flight: crate::metrics::InFlight,
+) -> Result<Generation, ApiError> {
+    Generation::start(rx?, state.metrics.clone(), in_flight).await
+}
+
+/// A request with nothing to generate loads the model: answer once the model is known.
+async fn load_only(state: &AppState, model: &str) -> Result<(), ApiError> {
+    state.models.show(model).await?;
+    Ok(())
+}
+
+struct ChatEncoder {
+    model: String,
+}
+
+impl Encoder for ChatEncoder {
+    fn delta(&mut self, text: &str, out: &mut String) {
+        let line = wire_ol::ChatResponse {
+            model: self.model.clone(),
+            created_at: now(),
+            message: assistant(text.to_owned()),
+            done: false,
+            done_reason: None,
+            metrics: wire_ol::Metrics::default(),
+        };
+        ndjson_line(&line, out);
+    }
+
+    fn done(&mut self, c: &Completion, out: &mut String) {
+        let line = wire_ol::ChatResponse {
+            model: self.model.clone(),
+            created_at: now(),
+            message: assistant(String::new()),
+            done: true,
+            done_reason: Some(c.finish_reason.as_str().to_owned()),
+            metrics: metrics(c),
+        };
+        ndjson_line(&line, out);
+    }
+
+    fn error(&mut self, error: &ApiError, out: &mut String) {
+        error_line(error, out);
+    }
+}
+
+/// `POST /api/chat`
+pub async fn chat(
+    State(state): State<AppState>,
+    OllamaJson(req): OllamaJson<wire_ol::ChatRequest>,
+) -> Result<Response, OllamaError> {
+    let keep = parse_keep_alive(req.keep_alive.as_ref())?;
+    check_format(req.format.as_ref())?;
+    if req.messages.is_empty() {
+        load_only(&state, &req.model).await?;
+        let body = wire_ol::ChatResponse {
+            model: req.model,
+            created_at: now(),
+            message: assistant(String::new()),
+            done: true,
+            done_reason: Some("load".to_owned()),
+            metrics: wire_ol::Metrics::default(),
+        };
+        return Ok(axum::Json(body).into_response());
+    }
+    let stream = req.stream.unwrap_or(true);
+    let model = req.model.clone();
+    let request = ChatRequest {
+        model: req.model,
+        messages: req
+            .messages
+            .into_iter()
+            .map(|m| Message {
+                role: m.role,
+                content: m.content,
+            })
+            .collect(),
+        options: options(req.options),
+        keep_alive: keep.map(KeepAliveSpec::duration),
+    };
+    let in_flight = state.metrics.generation_started();
+    let generation = start(&state, state.models.chat(request).await, in_flight).await?;
+    if stream {
+        return Ok(ndjson_response(stream_body(
+            generation,
+            ChatEncoder { model },
+        )));
+    }
+    let (text, c) = generation.collect().await?;
+    let body = wire_ol::ChatResponse {
+        model,
+        created_at: now(),
+        message: assistant(text),
+        done: true,
+        done_reason: Some(c.finish_reason.as_str().to_owned()),
+        metrics: metrics(&c),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+struct GenerateEncoder {
+    model: String,
+}
+
+impl GenerateEncoder {
+    fn line(&self, response: String, c: Option<&Completion>) -> wire_ol::GenerateResponse {
+        wire_ol::GenerateResponse {
+            model: self.model.clone(),
+            created_at: now(),
+            response,
+            done: c.is_some(),
+            done_reason: c.map(|c| c.finish_reason.as_str().to_owned()),
+            metrics: c.map(metrics).unwrap_or_default(),
+        }
+    }
+}
+
+impl Encoder for GenerateEncoder {
+    fn delta(&mut self, text: &str, out: &mut String) {
+        ndjson_line(&self.line(text.to_owned(), None), out);
+    }
+
+    fn done(&mut self, c: &Completion, out: &mut String) {
+        ndjson_line(&self.line(String::new(), Some(c)), out);
+    }
+
+    fn error(&mut self, error: &ApiError, out: &mut String) {
+        error_line(error, out);
+    }
+}
+
+/// `POST /api/generate`: `raw` prompts go to the model as they are; others are a chat of one
+/// user message, after `system` when given.
+pub async fn generate(
+    State(state): State<AppState>,
+    OllamaJson(req): OllamaJson<wire_ol::GenerateRequest>,
+) -> Result<Response, OllamaError> {
+    let keep = parse_keep_alive(req.keep_alive.as_ref())?;
+    check_format(req.format.as_ref())?;
+    let prompt = req.prompt.unwrap_or_default();
+    let encoder = GenerateEncoder {
+        model: req.model.clone(),
+    };
+    if prompt.is_empty() {
+        load_only(&state, &req.model).await?;
+        let mut body = encoder.line(String::new(), None);
+        body.done = true;
+        body.done_reason = Some("load".to_owned());
+        return Ok(axum::Json(body).into_response());
+    }
+    let stream = req.stream.unwrap_or(true);
+    let options = options(req.options);
+    let keep_alive = keep.map(KeepAliveSpec::duration);
+    let in_flight = state.metrics.generation_started();
+    let rx = if req.raw.unwrap_or(false) {
+        let request = CompletionRequest {
+            model: req.model,
+            prompt,
+            options,
+            keep_alive,
+        };
+        state.models.complete(request).await
+    } else {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = req.system.filter(|s| !s.is_empty()) {
+            messages.push(Message {
+                role: "system".to_owned(),
+                content: system,
+            });
+        }
+        messages.push(Message {
+            role: "user".to_owned(),
+            content: prompt,
+        });
+        state
+            .models
+            .chat(ChatRequest {
+                model: req.model,
+                messages,
+                options,
+                keep_alive,
+            })
+            .await
+    };
+    let generation = start(&state, rx, in_flight).await?;
+    if stream {
+        return Ok(ndjson_response(stream_body(generation, encoder)));
+    }
+    let (text, c) = generation.collect().await?;
+    Ok(axum::Json(encoder.line(text, Some(&c))).into_response())
+}
+
+fn details(info: &ModelInfo) -> wire_ol::ModelDetails {
+    wire_ol::ModelDetails {
+        parent_model: String::new(),
+        format: info.format.clone(),
+        family: info.family.clone(),
+        families: vec![info.family.clone()],
+        parameter_size: info.parameter_size.clone(),
+        quantization_level: info.quantization_level.clone(),
+    }
+}
+
+/// `GET /api/tags`
+pub async fn tags(State(state): State<AppState>) -> Result<Response, OllamaError> {
+    let models = state.models.list().await?;
+    let body = wire_ol::ListResponse {
+        models: models
+            .iter()
+            .map(|m| wire_ol::ListModel {
+                name: m.name.clone(),
+                model: m.name.clone(),
+                modified_at: rfc3339(m.modified_at),
+                size: m.size_bytes,
+                digest: m.digest.clone(),
+                details: details(m),
+            })
+            .collect(),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// A metadata value as JSON: numbers and booleans as such, anything else as text.
+fn metadata_value(text: &str) -> serde_json::Value {
+    if let Ok(n) = text.parse::<i64>() {
+        return n.into();
+    }
+    if let Ok(n) = text.parse::<u64>() {
+        return n.into();
+    }
+    if let Ok(x) = text.parse::<f64>()
+        && let Some(n) = serde_json::Number::from_f64(x)
+    {
+        return serde_json::Value::Number(n);
+    }
+    match text {
+        "true" => true.into(),
+        "false" => false.into(),
+        _ => text.into(),
+    }
+}
+
+fn modelfile(d: &ModelDetails) -> String {
+    let mut out = format!("# Modelfile generated by Hearth\nFROM {}\n", d.info.name);
+    if let Some(t) = &d.chat_template {
+        out.push_str(&format!("TEMPLATE \"\"\"{t}\"\"\"\n"));
+    }
+    if let Some(l) = &d.license {
+        out.push_str(&format!("LICENSE \"\"\"{l}\"\"\"\n"));
+    }
+    out
+}
+
+/// `POST /api/show` with `{model}` or the older `{name}`.
+pub async fn show(
+    State(state): State<AppState>,
+    OllamaJson(req): OllamaJson<wire_ol::ShowRequest>,
+) -> Result<Response, OllamaError> {
+    let name = req
+        .model
+        .filter(|m| !m.is_empty())
+        .or(req.name.filter(|m| !m.is_empty()))
+        .ok_or_else(|| ApiError::invalid("model", "model: a model name is required"))?;
+    let d = state.models.show(&name).await?;
+    let body = wire_ol::ShowResponse {
+        license: d.license.clone(),
+        modelfile: modelfile(&d),
+        parameters: String::new(),
+        template: d.chat_template.clone().unwrap_or_default(),
+        details: details(&d.info),
+        model_info: d
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), metadata_value(v)))
+            .collect(),
+        capabilities: vec!["completion".to_owned()],
+        modified_at: rfc3339(d.info.modified_at),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// `GET /api/ps`
+pub async fn ps(State(state): State<AppState>) -> Response {
+    let running = state.models.running().await;
+    let body = wire_ol::ProcessResponse {
+        models: running
+            .iter()
+            .map(|r| wire_ol::ProcessModel {
+                name: r.info.name.clone(),
+                model: r.info.name.clone(),
+                size: r.size_in_memory,
+                digest: r.info.digest.clone(),
+                details: details(&r.info),
+                expires_at: rfc3339(r.expires_at),
+                size_vram: 0,
+                context_length: r.context_length,
+            })
+            .collect(),
+    };
+    axum::Json(body).into_response()
+}
+
+/// `GET /api/version`
+pub async fn version(State(state): State<AppState>) -> Response {
+    axum::Json(wire_ol::VersionResponse {
+        version: state.config.version.clone(),
+    })
+    .into_response()
+}

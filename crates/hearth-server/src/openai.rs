@@ -1,0 +1,443 @@
+//! OpenAI-compatible routes and their wire ↔ domain conversions.
+
+use std::time::SystemTime;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use hearth_api_types::openai as wire_ai;
+use hearth_llm::{
+    ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message, ModelInfo,
+};
+
+use crate::AppState;
+use crate::body::OpenAiJson;
+use crate::error::{ApiError, Family, OpenAiError};
+use crate::generation::{Encoder, Generation, stream_body};
+use crate::wire::{new_id, unix_seconds};
+
+/// The sampling fields both OpenAI generation requests share.
+struct Sampling {
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<i64>,
+    stop: Option<wire_ai::Stop>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    n: Option<u32>,
+}
+
+fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
+    if let Some(n) = s.n
+        && n != 1
+    {
+        return Err(ApiError::invalid(
+            "n",
+            format!(
+                "n: only one choice per request is supported (got {n}); send n=1 or leave it out"
+            ),
+        ));
+    }
+    Ok(GenerationOptions {
+        max_tokens: s.max_tokens,
+        temperature: s.temperature,
+        top_p: s.top_p,
+        seed: s.seed.map(i64::cast_unsigned),
+        stop: s.stop.map(wire_ai::Stop::into_vec).unwrap_or_default(),
+        presence_penalty: s.presence_penalty,
+        frequency_penalty: s.frequency_penalty,
+        ..GenerationOptions::default()
+    })
+}
+
+fn message_text(
+    index: usize,
+    content: Option<wire_ai::MessageContent>,
+) -> Result<String, ApiError> {
+    match content {
+        None => Ok(String::new()),
+        Some(wire_ai::MessageContent::Text(t)) => Ok(t),
+        Some(wire_ai::MessageContent::Parts(parts)) => {
+            let mut text = String::new();
+            for (j, part) in parts.into_iter().enumerate() {
+                match (part.kind.as_str(), part.text) {
+                    ("text", Some(t)) => text.push_str(&t),
+                    (kind, _) => {
+                        return Err(ApiError::invalid(
+                            "messages",
+                            format!(
+                                "messages[{index}].content[{j}]: only text parts are supported, not `{kind}`"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(text)
+        }
+    }
+}
+
+fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiError> {
+    if let Some(f) = &req.response_format
+        && f.kind != "text"
+    {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!(
+                "response_format: `{}` is not supported yet, only `text`; leave response_format out",
+                f.kind
+            ),
+        ));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "messages: at least one message is required",
+        ));
+    }
+    let messages = req
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Ok(Message {
+                role: m.role,
+                content: message_text(i, m.content)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let options = options(Sampling {
+        max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        seed: req.seed,
+        stop: req.stop,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        n: req.n,
+    })?;
+    Ok(ChatRequest {
+        model: req.model,
+        messages,
+        options,
+        keep_alive: None,
+    })
+}
+
+fn completion_request(req: wire_ai::CompletionRequest) -> Result<CompletionRequest, ApiError> {
+    let prompt = match req.prompt {
+        wire_ai::Prompt::One(p) => p,
+        wire_ai::Prompt::Many(mut v) if v.len() == 1 => v.remove(0),
+        wire_ai::Prompt::Many(v) => {
+            return Err(ApiError::invalid(
+                "prompt",
+                format!(
+                    "prompt: only one prompt per request is supported (got {})",
+                    v.len()
+                ),
+            ));
+        }
+    };
+    let options = options(Sampling {
+        max_tokens: req.max_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        seed: req.seed,
+        stop: req.stop,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        n: req.n,
+    })?;
+    Ok(CompletionRequest {
+        model: req.model,
+        prompt,
+        options,
+        keep_alive: None,
+    })
+}
+
+fn usage(c: &Completion) -> wire_ai::Usage {
+    wire_ai::Usage {
+        prompt_tokens: c.prompt_tokens,
+        completion_tokens: c.completion_tokens,
+        total_tokens: c.prompt_tokens.saturating_add(c.completion_tokens),
+    }
+}
+
+fn finish(r: FinishReason) -> String {
+    r.as_str().to_owned()
+}
+
+/// What every response of one request repeats.
+#[derive(Debug, Clone)]
+struct Header {
+    id: String,
+    created: u64,
+    model: String,
+    system_fingerprint: Option<String>,
+}
+
+impl Header {
+    fn new(prefix: &str, model: &str, state: &AppState) -> Self {
+        Header {
+            id: new_id(prefix),
+            created: unix_seconds(SystemTime::now()),
+            model: model.to_owned(),
+            system_fingerprint: state.config.system_fingerprint.clone(),
+        }
+    }
+}
+
+fn sse_event<T: serde::Serialize>(value: &T, out: &mut String) {
+    match serde_json::to_string(value) {
+        Ok(json) => {
+            out.push_str("data: ");
+            out.push_str(&json);
+            out.push_str("\n\n");
+        }
+        Err(e) => tracing::error!(error = %e, "could not serialize a stream event"),
+    }
+}
+
+fn sse_response(body: axum::body::Body) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn start(
+    state: &AppState,
+    rx: Result<hearth_llm::GenerationStream, hearth_llm::LlmError>,
+    in_flight: crate::metrics::InFlight,
+) -> Result<Generation, ApiError> {
+    Generation::start(rx?, state.metrics.clone(), in_flight).await
+}
+
+struct ChatEncoder {
+    header: Header,
+    include_usage: bool,
+}
+
+impl ChatEncoder {
+    fn chunk(
+        &self,
+        choices: Vec<wire_ai::ChunkChoice>,
+        usage: Option<wire_ai::Usage>,
+    ) -> wire_ai::ChatCompletionChunk {
+        wire_ai::ChatCompletionChunk {
+            id: self.header.id.clone(),
+            object: "chat.completion.chunk".to_owned(),
+            created: self.header.created,
+            model: self.header.model.clone(),
+            system_fingerprint: self.header.system_fingerprint.clone(),
+            choices,
+            usage: self.include_usage.then_some(usage),
+        }
+    }
+
+    fn choice(delta: wire_ai::Delta, finish_reason: Option<String>) -> Vec<wire_ai::ChunkChoice> {
+        vec![wire_ai::ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        }]
+    }
+}
+
+impl Encoder for ChatEncoder {
+    fn start(&mut self, out: &mut String) {
+        let delta = wire_ai::Delta {
+            role: Some("assistant".to_owned()),
+            content: Some(String::new()),
+        };
+        sse_event(&self.chunk(Self::choice(delta, None), None), out);
+    }
+
+    fn delta(&mut self, text: &str, out: &mut String) {
+        let delta = wire_ai::Delta {
+            role: None,
+            content: Some(text.to_owned()),
+        };
+        sse_event(&self.chunk(Self::choice(delta, None), None), out);
+    }
+
+    fn done(&mut self, c: &Completion, out: &mut String) {
+        let last = Self::choice(wire_ai::Delta::default(), Some(finish(c.finish_reason)));
+        sse_event(&self.chunk(last, None), out);
+        if self.include_usage {
+            sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
+        }
+        out.push_str("data: [DONE]\n\n");
+    }
+
+    fn error(&mut self, error: &ApiError, out: &mut String) {
+        out.push_str("data: ");
+        out.push_str(&error.body_json(Family::OpenAi));
+        out.push_str("\n\n");
+    }
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    OpenAiJson(req): OpenAiJson<wire_ai::ChatCompletionRequest>,
+) -> Result<Response, OpenAiError> {
+    let stream = req.stream.unwrap_or(false);
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let request = chat_request(req)?;
+    let header = Header::new("chatcmpl-", &request.model, &state);
+    let in_flight = state.metrics.generation_started();
+    let generation = start(&state, state.models.chat(request).await, in_flight).await?;
+    if stream {
+        let encoder = ChatEncoder {
+            header,
+            include_usage,
+        };
+        return Ok(sse_response(stream_body(generation, encoder)));
+    }
+    let (text, c) = generation.collect().await?;
+    let body = wire_ai::ChatCompletion {
+        id: header.id,
+        object: "chat.completion".to_owned(),
+        created: header.created,
+        model: header.model,
+        system_fingerprint: header.system_fingerprint,
+        choices: vec![wire_ai::ChatChoice {
+            index: 0,
+            message: wire_ai::AssistantMessage {
+                role: "assistant".to_owned(),
+                content: text,
+            },
+            logprobs: None,
+            finish_reason: finish(c.finish_reason),
+        }],
+        usage: usage(&c),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+struct CompletionEncoder {
+    header: Header,
+    include_usage: bool,
+}
+
+impl CompletionEncoder {
+    fn chunk(
+        &self,
+        choices: Vec<wire_ai::CompletionChoice>,
+        usage: Option<wire_ai::Usage>,
+    ) -> wire_ai::Completion {
+        wire_ai::Completion {
+            id: self.header.id.clone(),
+            object: "text_completion".to_owned(),
+            created: self.header.created,
+            model: self.header.model.clone(),
+            system_fingerprint: self.header.system_fingerprint.clone(),
+            choices,
+            usage: self.include_usage.then_some(usage),
+        }
+    }
+
+    fn choice(text: &str, finish_reason: Option<String>) -> Vec<wire_ai::CompletionChoice> {
+        vec![wire_ai::CompletionChoice {
+            text: text.to_owned(),
+            index: 0,
+            logprobs: None,
+            finish_reason,
+        }]
+    }
+}
+
+impl Encoder for CompletionEncoder {
+    fn delta(&mut self, text: &str, out: &mut String) {
+        sse_event(&self.chunk(Self::choice(text, None), None), out);
+    }
+
+    fn done(&mut self, c: &Completion, out: &mut String) {
+        sse_event(
+            &self.chunk(Self::choice("", Some(finish(c.finish_reason))), None),
+            out,
+        );
+        if self.include_usage {
+            sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
+        }
+        out.push_str("data: [DONE]\n\n");
+    }
+
+    fn error(&mut self, error: &ApiError, out: &mut String) {
+        out.push_str("data: ");
+        out.push_str(&error.body_json(Family::OpenAi));
+        out.push_str("\n\n");
+    }
+}
+
+/// `POST /v1/completions`
+pub async fn completions(
+    State(state): State<AppState>,
+    OpenAiJson(req): OpenAiJson<wire_ai::CompletionRequest>,
+) -> Result<Response, OpenAiError> {
+    let stream = req.stream.unwrap_or(false);
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let request = completion_request(req)?;
+    let header = Header::new("cmpl-", &request.model, &state);
+    let in_flight = state.metrics.generation_started();
+    let generation = start(&state, state.models.complete(request).await, in_flight).await?;
+    if stream {
+        let encoder = CompletionEncoder {
+            header,
+            include_usage,
+        };
+        return Ok(sse_response(stream_body(generation, encoder)));
+    }
+    let (text, c) = generation.collect().await?;
+    let body = wire_ai::Completion {
+        id: header.id,
+        object: "text_completion".to_owned(),
+        created: header.created,
+        model: header.model,
+        system_fingerprint: header.system_fingerprint,
+        choices: CompletionEncoder::choice(&text, Some(finish(c.finish_reason))),
+        usage: Some(Some(usage(&c))),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+fn model(info: &ModelInfo) -> wire_ai::Model {
+    wire_ai::Model {
+        id: info.name.clone(),
+        object: "model".to_owned(),
+        created: unix_seconds(info.modified_at),
+        owned_by: "hearth".to_owned(),
+    }
+}
+
+/// `GET /v1/models`
+pub async fn list_models(State(state): State<AppState>) -> Result<Response, OpenAiError> {
+    let models = state.models.list().await?;
+    let body = wire_ai::ModelList {
+        object: "list".to_owned(),
+        data: models.iter().map(model).collect(),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// `GET /v1/models/{id}`; the id may contain `/` and `:`.
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, OpenAiError> {
+    let id = id.strip_prefix('/').unwrap_or(&id);
+    let models = state.models.list().await?;
+    let found = models
+        .iter()
+        .find(|m| m.name == id)
+        .ok_or_else(|| ApiError::Llm(hearth_llm::LlmError::ModelNotFound(id.to_owned())))?;
+    Ok(axum::Json(model(found)).into_response())
+}

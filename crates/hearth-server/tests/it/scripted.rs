@@ -1,0 +1,168 @@
+//! `ScriptedModels`: a [`ModelService`] that plays fixed scripts.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_llm::{
+    BoxFuture, ChatRequest, Completion, CompletionRequest, FinishReason, GenerationStream,
+    LlmError, ModelDetails, ModelInfo, ModelService, RunningModel, StreamEvent,
+};
+use tokio::sync::{Notify, mpsc};
+
+/// The text every scripted generation produces, as deltas (the empty one is a token that
+/// completed no text).
+pub const DELTAS: &[&str] = &["Hel", "lo", "", " world"];
+
+pub const SMOL: &str = "smollm2:135m";
+/// A name with `/` and `:` in it, as Hugging Face references are.
+pub const HF: &str = "hf.co/org/repo:Q4_1";
+
+/// Stands in for the embedded engine so that the wire-format tests run without model weights;
+/// the real engine's end-to-end tests live elsewhere and are written against the real thing.
+///
+/// Scripts by model name: [`SMOL`] and [`HF`] answer [`DELTAS`] then a fixed [`completion`];
+/// `busy` is refused with [`LlmError::Busy`]; `broken` fails with an internal error carrying a
+/// secret detail; `midway` fails after one delta; `endless` produces deltas until its receiver is
+/// dropped, then notifies [`ScriptedModels::cancelled`]; any other name is not found.
+#[derive(Debug, Default)]
+pub struct ScriptedModels {
+    pub last_chat: Mutex<Option<ChatRequest>>,
+    pub last_completion: Mutex<Option<CompletionRequest>>,
+    /// Notified when an `endless` generation starts.
+    pub started: Arc<Notify>,
+    /// Notified when an `endless` generation's sender sees the channel closed.
+    pub cancelled: Arc<Notify>,
+}
+
+pub fn completion() -> Completion {
+    Completion {
+        finish_reason: FinishReason::Stop,
+        prompt_tokens: 7,
+        completion_tokens: 3,
+        load_duration: Duration::from_millis(1),
+        prompt_eval_duration: Duration::from_millis(2),
+        eval_duration: Duration::from_millis(3),
+        total_duration: Duration::from_millis(10),
+    }
+}
+
+pub fn modified_at() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+fn info(name: &str) -> ModelInfo {
+    ModelInfo {
+        name: name.to_owned(),
+        size_bytes: 100_000,
+        digest: "ab".repeat(32),
+        modified_at: modified_at(),
+        format: "gguf".to_owned(),
+        family: "llama".to_owned(),
+        parameter_size: "135M".to_owned(),
+        quantization_level: "Q4_1".to_owned(),
+    }
+}
+
+impl ScriptedModels {
+    fn play(&self, model: &str) -> Result<GenerationStream, LlmError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        match model {
+            SMOL | HF => {
+                tokio::spawn(async move {
+                    for d in DELTAS {
+                        let _ = tx.send(StreamEvent::Delta((*d).to_owned()));
+                        tokio::task::yield_now().await;
+                    }
+                    let _ = tx.send(StreamEvent::Done(completion()));
+                });
+            }
+            "busy" => return Err(LlmError::Busy("2 requests are queued".to_owned())),
+            "broken" => return Err(LlmError::Internal("secret detail 0xdeadbeef".to_owned())),
+            "midway" => {
+                tokio::spawn(async move {
+                    let _ = tx.send(StreamEvent::Delta("Hel".to_owned()));
+                    tokio::task::yield_now().await;
+                    let err = LlmError::Internal("secret detail 0xdeadbeef".to_owned());
+                    let _ = tx.send(StreamEvent::Error(err));
+                });
+            }
+            "endless" => {
+                let cancelled = Arc::clone(&self.cancelled);
+                self.started.notify_one();
+                tokio::spawn(async move {
+                    while tx.send(StreamEvent::Delta("tick".to_owned())).is_ok() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    cancelled.notify_one();
+                });
+            }
+            other => return Err(LlmError::ModelNotFound(other.to_owned())),
+        }
+        Ok(rx)
+    }
+}
+
+impl ModelService for ScriptedModels {
+    fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
+        Box::pin(async move {
+            let model = req.model.clone();
+            *self
+                .last_chat
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(req);
+            self.play(&model)
+        })
+    }
+
+    fn complete(
+        &self,
+        req: CompletionRequest,
+    ) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
+        Box::pin(async move {
+            let model = req.model.clone();
+            *self
+                .last_completion
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(req);
+            self.play(&model)
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ModelInfo>, LlmError>> {
+        Box::pin(async { Ok(vec![info(SMOL), info(HF)]) })
+    }
+
+    fn show(&self, model: &str) -> BoxFuture<'_, Result<ModelDetails, LlmError>> {
+        let model = model.to_owned();
+        Box::pin(async move {
+            if model != SMOL && model != HF {
+                return Err(LlmError::ModelNotFound(model));
+            }
+            Ok(ModelDetails {
+                info: info(&model),
+                context_length: 8192,
+                chat_template: Some(
+                    "{% for m in messages %}{{ m.content }}{% endfor %}".to_owned(),
+                ),
+                metadata: vec![
+                    ("general.architecture".to_owned(), "llama".to_owned()),
+                    ("general.name".to_owned(), "SmolLM2 135M".to_owned()),
+                    ("llama.context_length".to_owned(), "8192".to_owned()),
+                    ("llama.rope.freq_base".to_owned(), "100000.5".to_owned()),
+                ],
+                license: Some("apache-2.0".to_owned()),
+            })
+        })
+    }
+
+    fn running(&self) -> BoxFuture<'_, Vec<RunningModel>> {
+        Box::pin(async {
+            vec![RunningModel {
+                info: info(SMOL),
+                size_in_memory: 120_000_000,
+                expires_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                context_length: 8192,
+            }]
+        })
+    }
+}
