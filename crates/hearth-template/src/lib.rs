@@ -19,6 +19,8 @@
 //!   order the caller's JSON had them;
 //! - Python string/dict/list methods templates call (`.strip()`, `.split()`, `.startswith()`,
 //!   `.items()`, `.get()`, ...) through `minijinja-contrib`'s `pycompat`;
+//! - `{% generation %}...{% endgeneration %}` (transformers' `AssistantTracker`), rendered as its
+//!   body;
 //! - Python's printing: `{{ none }}` prints `None`, booleans `True`/`False`, containers print as
 //!   Python's `str()` (`{'a': 1}`), also through the `string` filter.
 //!
@@ -60,7 +62,7 @@ use minijinja::value::{Kwargs, Serde, Value};
 use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
 
 /// Instructions one render may execute before it is stopped.
-pub const FUEL: u64 = 50_000_000;
+pub const FUEL: u64 = 20_000_000;
 /// Largest rendered prompt, in bytes.
 pub const MAX_OUTPUT_BYTES: usize = 32 * 1024 * 1024;
 /// Largest template source accepted, in bytes.
@@ -369,9 +371,54 @@ fn build_env(
     env.add_filter("string", |v: Value| -> Result<String, minijinja::Error> {
         python::py_str(&v)
     });
-    env.add_template_owned(TEMPLATE_NAME, source.to_string())
+    env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(source))
         .map_err(|e| TemplateError::Syntax(describe(&e)))?;
     Ok(env)
+}
+
+/// transformers' `AssistantTracker` extension adds `{% generation %}...{% endgeneration %}`, which
+/// renders its body unchanged (it only records where assistant text lies). minijinja has no custom
+/// tags, so each tag becomes `if true` / `endif`, keeping its whitespace-control marks.
+fn rewrite_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let tag = &rest[start..];
+        let Some(end) = tag.find("%}") else {
+            out.push_str(tag);
+            return out;
+        };
+        let inner = &tag[2..end];
+        let (open_mark, body) = match inner.chars().next() {
+            Some(c @ ('-' | '+')) => (Some(c), &inner[1..]),
+            _ => (None, inner),
+        };
+        let (body, close_mark) = match body.chars().last() {
+            Some(c @ ('-' | '+')) => (&body[..body.len() - 1], Some(c)),
+            _ => (body, None),
+        };
+        let replacement = match body.trim() {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(word) => {
+                out.push_str("{%");
+                out.extend(open_mark);
+                out.push(' ');
+                out.push_str(word);
+                out.push(' ');
+                out.extend(close_mark);
+                out.push_str("%}");
+            }
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// HF's `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.

@@ -148,14 +148,20 @@ fn py_repr(out: &mut String, v: &Value, depth: usize) -> Result<(), Error> {
             out.push('}');
         }
         ValueKind::Seq | ValueKind::Iterable => {
-            out.push('[');
-            for (i, item) in v.try_iter()?.enumerate() {
-                if i > 0 {
+            let tuple = v.is_tuple();
+            out.push(if tuple { '(' } else { '[' });
+            let mut n = 0usize;
+            for item in v.try_iter()? {
+                if n > 0 {
                     out.push_str(", ");
                 }
                 py_repr(out, &item, depth + 1)?;
+                n += 1;
             }
-            out.push(']');
+            if tuple && n == 1 {
+                out.push(',');
+            }
+            out.push(if tuple { ')' } else { ']' });
         }
         _ => out.push_str(&v.to_string()),
     }

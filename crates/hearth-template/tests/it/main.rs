@@ -161,52 +161,40 @@ fn msgs(pairs: &[(&str, &str)]) -> Vec<Value> {
         .collect()
 }
 
-/// Renders `source` over a small conversation; `expect` is the exact output.
-fn check_render(source: &str, expect: &str) {
-    let template = ChatTemplate::new(source, "<s>", "</s>").unwrap();
-    let got = template
-        .render(&msgs(&[("user", " Hi there ")]), true, None)
-        .unwrap();
-    assert_eq!(got, expect, "template {source:?}");
-}
-
+/// Single template behaviours (printing, pycompat methods, filters, tests, loop controls, whitespace
+/// control, tojson) over a small conversation, against jinja2's renders (tests/data/generate.py).
 #[test]
-fn jinja2_behaviours() {
-    // Values print the way Python's str() prints them.
-    check_render(
-        "{{ none }}|{{ true }}|{{ [1, 'a'] }}|{{ {'k': none} }}",
-        "None|True|[1, 'a']|{'k': None}",
-    );
-    check_render(
-        "{{ messages[0] | string }}",
-        "{'role': 'user', 'content': ' Hi there '}",
-    );
-    // Python string and dict methods (pycompat).
-    check_render(
-        "{{ messages[0].content.strip() }}|{{ 'a,b'.split(',') }}|{{ 'Ab'.startswith('A') }}|{{ 'x y'.title() }}|{{ '  z'.lstrip() }}|{{ 'q'.upper() }}",
-        "Hi there|['a', 'b']|True|X Y|z|Q",
-    );
-    check_render(
-        "{% for k, v in messages[0].items() %}{{ k }}={{ v|trim }};{% endfor %}{{ messages[0].get('name', 'anon') }}",
-        "role=user;content=Hi there;anon",
-    );
-    // Loop controls, namespace, length.
-    check_render(
-        "{% set ns = namespace(n=0) %}{% for i in range(10) %}{% if i == 2 %}{% continue %}{% endif %}{% if i == 5 %}{% break %}{% endif %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }} {{ messages|length }}",
-        "8 1",
-    );
-    // trim_blocks / lstrip_blocks, no trailing newline kept.
-    check_render("  {% if true %}\nA\n  {% endif %}\nB\n", "A\nB");
-    // tojson: Python separators, no HTML escaping, kwargs.
-    check_render(
-        "{{ {'a': '<&>', 'b': [1, 2]} | tojson }}|{{ [1] | tojson(indent=2) }}|{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}|{{ 'é' | tojson(ensure_ascii=true) }}",
-        "{\"a\": \"<&>\", \"b\": [1, 2]}|[\n  1\n]|{\"a\": 2, \"b\": 1}|\"\\u00e9\"",
-    );
-    // tools is always defined (none without tools), as HF passes it.
-    check_render(
-        "{{ tools is defined }} {{ tools is none }} {{ bos_token }}{{ eos_token }}",
-        "True True <s></s>",
-    );
+fn snippets_match_jinja2() {
+    let rows = read_jsonl(&data_dir().join("golden.jsonl"));
+    let messages = vec![
+        json!({"role": "user", "content": " Hi there "}),
+        json!({"role": "assistant", "content": "Yo", "name": "bot"}),
+    ];
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for row in rows.iter().filter(|r| r.get("snippet").is_some()) {
+        let source = row["snippet"].as_str().unwrap();
+        let template = ChatTemplate::new(source, "<s>", "</s>")
+            .unwrap()
+            .with_fixed_time(FIXED_NOW);
+        let got = template.render(&messages, true, None);
+        match (expectation(row), got) {
+            (Expect::Prompt(want), Ok(got)) if got == want => {}
+            (Expect::Raised(want), Err(TemplateError::Raised(msg))) if msg == want => {}
+            (Expect::Fails, Err(_)) => {}
+            (want, got) => failures.push(format!(
+                "snippet {source:?}\n  jinja2: {}\n  ours:   {got:?}",
+                match want {
+                    Expect::Prompt(p) => format!("{p:?}"),
+                    Expect::Raised(m) => format!("raise_exception({m:?})"),
+                    Expect::Fails => "an error".to_owned(),
+                }
+            )),
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 20, "only {checked} snippet rows");
 }
 
 #[test]
