@@ -385,11 +385,12 @@ fn rewrite_generation_tags(source: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}") else {
+        // The closing `%}` starts after the opening `{%` (`{%}` is not a tag).
+        let Some(end) = tag.get(2..).and_then(|t| t.find("%}")).map(|i| i + 2) else {
             out.push_str(tag);
             return out;
         };
-        let inner = &tag[2..end];
+        let inner = tag.get(2..end).unwrap_or_default();
         let (open_mark, body) = match inner.chars().next() {
             Some(c @ ('-' | '+')) => (Some(c), &inner[1..]),
             _ => (None, inner),

@@ -1,4 +1,7 @@
 use minijinja::Value;
+use proptest::prelude::*;
+
+use crate::ChatTemplate;
 
 use crate::python::{JsonOptions, float_repr, json_dumps, py_str};
 use crate::strftime::{Civil, strftime};
@@ -102,4 +105,81 @@ fn strftime_basics() {
     check_time(i64::MAX, "%Y", "9999");
     // Far-out times clamp instead of overflowing.
     assert!(strftime("%Y %V %G", &Civil::from_unix(i64::MIN)).starts_with('-'));
+}
+
+#[test]
+fn chat_template_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ChatTemplate>();
+}
+
+/// Fragments that, glued at random, reach the parser, the generation-tag rewrite, the VM and our
+/// filters with mostly broken templates.
+const FRAGMENTS: &[&str] = &[
+    "{%",
+    "%}",
+    "{{",
+    "}}",
+    "{%-",
+    "-%}",
+    "{%+",
+    "{#",
+    "#}",
+    " for m in messages ",
+    " endfor ",
+    " if ",
+    " endif ",
+    " else ",
+    " generation ",
+    " endgeneration ",
+    " m.content ",
+    " m ",
+    "|tojson",
+    "|tojson(indent=2)",
+    "|string",
+    "|trim",
+    " ~ ",
+    " + ",
+    "(",
+    ")",
+    "[",
+    "]",
+    "[1:]",
+    "[-1]",
+    "'a'",
+    "\"é\"",
+    "none",
+    "true",
+    " is defined ",
+    ".strip()",
+    ".split(',')",
+    ".items()",
+    "raise_exception('x')",
+    "strftime_now('%Y %-d %Q')",
+    "namespace(n=1)",
+    " set x = ",
+    "x",
+    "\n",
+    "  ",
+    "{% break %}",
+    "loop.index",
+    "messages",
+    "tools",
+    ",",
+    "é",
+    "%",
+];
+
+proptest! {
+    #[test]
+    fn arbitrary_templates_never_panic(picks in proptest::collection::vec(0..FRAGMENTS.len(), 0..40),
+                                       content in ".{0,20}") {
+        let source: String = picks.iter().map(|&i| FRAGMENTS[i]).collect();
+        if let Ok(t) = ChatTemplate::new(&source, "<s>", "</s>") {
+            let messages = vec![serde_json::json!({"role": "user", "content": content})];
+            let tools = serde_json::json!([{"type": "function", "function": {"name": "f"}}]);
+            let _ = t.render(&messages, true, Some(&tools));
+            let _ = t.render(&[], false, None);
+        }
+    }
 }
