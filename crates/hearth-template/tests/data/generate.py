@@ -201,6 +201,8 @@ STRFTIME_FORMATS = ["%G-W%V-%u %g %C %w", "%c|%D|%r|%R|%x|%X", "%-d/%-m %-H:%-M:
 def main():
     env = environment()
     out = sys.stdout
+    for case, messages, tools in CONVERSATIONS:
+        out.write(json.dumps({"conversation": case, "messages": messages, "tools": tools}, ensure_ascii=False) + "\n")
     for name, (path, bos, eos) in TEMPLATES.items():
         with open(os.path.join(HERE, "templates", path), encoding="utf-8") as f:
             source = f.read()
@@ -208,7 +210,7 @@ def main():
         for case, messages, tools in CONVERSATIONS:
             for agp in (True, False):
                 row = {"template": name, "case": case, "bos_token": bos, "eos_token": eos,
-                       "add_generation_prompt": agp, "messages": messages, "tools": tools}
+                       "add_generation_prompt": agp}
                 try:
                     row["prompt"] = template.render(messages=messages, tools=tools, documents=None,
                                                     add_generation_prompt=agp, bos_token=bos, eos_token=eos)
