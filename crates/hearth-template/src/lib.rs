@@ -101,16 +101,9 @@ pub enum TemplateError {
 }
 
 /// Marker carried as the source of errors created by `raise_exception`.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct Raised(String);
-
-impl std::fmt::Display for Raised {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Raised {}
 
 /// A compiled chat template with its BOS/EOS token texts.
 pub struct ChatTemplate {
