@@ -12,7 +12,10 @@ bos_token=..., eos_token=...)`. `strftime_now` is pinned to FIXED_NOW (UTC) so o
 reproducible; the Rust side pins the same instant with `ChatTemplate::with_fixed_time`.
 
 The template texts in templates/ come from public sources (llama.cpp's models/templates/ copies of the
-models' tokenizer_config.json templates; Qwen2.5's and Zephyr's published chat_template strings).
+models' tokenizer_config.json templates for Llama 3.2, Mistral-Nemo-Instruct-2407, Gemma 2 and
+Phi-3.5; Qwen2.5's and Zephyr/TinyLlama's published chat_template strings). Mistral-Nemo's template is
+the tool-calling generation of Mistral's templates (v0.3 style): [AVAILABLE_TOOLS], a
+raise_exception alternation check, 9-character tool call ids.
 
 Regenerate:  python3 -m venv /tmp/v && /tmp/v/bin/pip install jinja2==3.1.6 &&
              /tmp/v/bin/python generate.py > golden.jsonl
