@@ -155,6 +155,9 @@ struct Inner {
 }
 
 /// The model store. Cheap to clone; clones share in-process locks.
+///
+/// Every method does blocking file, process and network I/O: from async code call it through
+/// `tokio::task::spawn_blocking`.
 #[derive(Clone)]
 pub struct Catalog {
     inner: Arc<Inner>,

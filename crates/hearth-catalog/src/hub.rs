@@ -38,6 +38,9 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
+        // Keep the token on same-host HTTPS redirects (renamed repositories); never send it to
+        // the CDN a file download redirects to.
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
         .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
