@@ -248,6 +248,16 @@ impl Catalog {
             what: format!("manifest {}", path.display()),
             reason: format!("{e}; remove it with `hearth rm`"),
         })?;
+        let digest_ok = match &m.digest {
+            None => !matches!(m.location, Location::Blob),
+            Some(d) => d.strip_prefix("sha256:").is_some_and(fsutil::is_sha256_hex),
+        };
+        if !digest_ok {
+            return Err(CatalogError::Invalid {
+                what: format!("manifest {}", path.display()),
+                reason: "its digest is not `sha256:` and 64 hex digits".to_owned(),
+            });
+        }
         if m.schema != MANIFEST_SCHEMA {
             return Err(CatalogError::Invalid {
                 what: format!("manifest {}", path.display()),

@@ -4,8 +4,9 @@ use std::fmt;
 
 use crate::error::CatalogError;
 
-/// Longest accepted name, in bytes.
-pub const MAX_NAME_LEN: usize = 256;
+/// Longest accepted name, in bytes (its file-name key, with `%XX` escapes and an extension,
+/// stays under the usual 255-byte file-name limit).
+pub const MAX_NAME_LEN: usize = 200;
 const MAX_PART_LEN: usize = 96;
 const MAX_HUB_TAG_LEN: usize = 160;
 

@@ -101,7 +101,11 @@ fn names() {
     check("a\0b", Err("only lowercase letters"));
     check("é", Err("only lowercase letters"));
     check(&"a".repeat(97), Err("longer than 96"));
-    check(&"a".repeat(300), Err("longer than 256"));
+    check(&"a".repeat(201), Err("longer than 200"));
+    check(
+        &format!("hf.co/{}/{}:{}", "o".repeat(96), "r".repeat(96), "x"),
+        Err("longer than 200"),
+    );
     check("hf.co/o", Err("hf.co/OWNER/REPO"));
     check("hf.co/o/r/x", Err("path separator"));
     check("hf.co/o/..:f.gguf", Err("`..`"));
@@ -661,4 +665,54 @@ fn real_pull_of_default_model() {
     );
     let gguf = hearth_gguf::GgufFile::open(&cat.path_of("smollm2").unwrap()).unwrap();
     assert_eq!(gguf.architecture().unwrap(), "llama");
+}
+
+#[test]
+fn hostile_manifests_are_not_listed() {
+    let env = Env::new(Pip::Scripted);
+    let cat = env.catalog();
+    let hex = sha256_hex(&env.model);
+    fs::write(cat.root().join(format!("blobs/sha256-{hex}")), &env.model).unwrap();
+    let manifest = |name: &str, digest: &str, schema: u32| {
+        format!(
+            r#"{{"schema":{schema},"name":"{name}","digest":"{digest}","size":{},"format":"gguf",
+            "source":{{"kind":"pip","package":"p","version":"1","member":"m.gguf"}},
+            "location":{{"kind":"blob"}},"created":"2026-01-01T00:00:00Z"}}"#,
+            env.model.len()
+        )
+    };
+    let check = |file: &str, body: &str, listed: bool| {
+        let path = cat.root().join("manifests").join(file);
+        fs::write(&path, body).unwrap();
+        let names: Vec<String> = cat.list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(
+            names.len(),
+            usize::from(listed),
+            "{file}: {body:.80} gave {names:?}"
+        );
+        fs::remove_file(&path).unwrap();
+    };
+    let good = format!("sha256:{hex}");
+    // A hand-written manifest in the documented format is listed.
+    check("ok%3Av1.json", &manifest("ok:v1", &good, 1), true);
+    check("ok%3Av1.json", "not json", false);
+    check("ok%3Av1.json", &manifest("other:v1", &good, 1), false);
+    check("ok%3Av1.json", &manifest("ok:v1", &good, 2), false);
+    check(
+        "ok%3Av1.json",
+        &manifest("ok:v1", "sha256:../../etc/passwd", 1),
+        false,
+    );
+    check(
+        "ok%3Av1.json",
+        &manifest("ok:v1", &format!("md5:{hex}"), 1),
+        false,
+    );
+    check("ok%3Av1.json", &" ".repeat(70 << 10), false);
+    check("ok%3Av1.txt", &manifest("ok:v1", &good, 1), false);
+    let err = {
+        fs::write(cat.root().join("manifests/bad%3Av1.json"), "{").unwrap();
+        cat.get("bad:v1").unwrap_err()
+    };
+    assert!(matches!(err, CatalogError::Invalid { .. }), "{err:?}");
 }
