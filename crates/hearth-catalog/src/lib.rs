@@ -1,0 +1,34 @@
+//! The model store under `$HEARTH_HOME/models/`.
+//!
+//! Layout: `blobs/sha256-<hex>` (content-addressed weights), `manifests/<name>.json` (one per
+//! named model, written atomically and only after its blob is complete and verified),
+//! `tmp/` (work in progress, each under a held lock file; stale work is removed on open),
+//! `locks/` (per-name and store-wide lock files).
+//!
+//! Invariants (as absences): a blob without a manifest is never listed; no manifest names a blob
+//! that was not verified; no code here reads environment variables; an adopted file is never
+//! deleted or modified.
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod error;
+mod fsutil;
+mod hub;
+mod name;
+mod pip;
+mod registry;
+
+pub use catalog::{
+    Catalog, CatalogConfig, EntryStatus, ImportMode, ModelEntry, ModelSource, PullPhase,
+    PullProgress,
+};
+pub use error::CatalogError;
+pub use hub::{HubConfig, resolve_url};
+pub use name::{LATEST, MAX_NAME_LEN, ModelName};
+pub use pip::PipConfig;
+pub use registry::{
+    DEFAULT_MODEL, ModelFormat, Registry, RegistryEntry, RegistrySource, WheelMember,
+};
+
+#[cfg(test)]
+mod tests;

