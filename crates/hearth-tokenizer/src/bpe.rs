@@ -15,6 +15,17 @@ pub(crate) fn decode_mapped(s: &str) -> Option<Vec<u8>> {
     s.chars().map(char_to_byte).collect()
 }
 
+/// Appends the bytes GPT-2 printable-unicode `s` stands for; false if a character is outside the map.
+fn decode_into(s: &str, out: &mut Vec<u8>) -> bool {
+    for c in s.chars() {
+        match char_to_byte(c) {
+            Some(b) => out.push(b),
+            None => return false,
+        }
+    }
+    true
+}
+
 const NONE: u32 = u32::MAX;
 
 #[derive(Debug)]
@@ -49,21 +60,22 @@ impl Bpe {
                 by_bytes.entry(b.into_boxed_slice()).or_insert(id);
             }
         }
-        let mut interned: HashMap<Vec<u8>, u32> = HashMap::with_capacity(merges.len() + 256);
+        let mut interned: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(merges.len() + 256);
         let mut sym_token: Vec<u32> = Vec::with_capacity(merges.len() + 256);
-        let mut intern = |b: Vec<u8>, sym_token: &mut Vec<u32>| -> u32 {
-            if let Some(&s) = interned.get(&b) {
+        let mut intern = |b: &[u8], sym_token: &mut Vec<u32>| -> u32 {
+            if let Some(&s) = interned.get(b) {
                 return s;
             }
             let s = u32::try_from(sym_token.len()).unwrap_or(NONE);
-            sym_token.push(by_bytes.get(b.as_slice()).copied().unwrap_or(NONE));
-            interned.insert(b, s);
+            sym_token.push(by_bytes.get(b).copied().unwrap_or(NONE));
+            interned.insert(b.into(), s);
             s
         };
         for b in 0..=255u8 {
-            intern(vec![b], &mut sym_token);
+            intern(&[b], &mut sym_token);
         }
         let mut table = HashMap::with_capacity(merges.len());
+        let mut buf: Vec<u8> = Vec::new();
         for (rank, m) in merges.iter().enumerate() {
             // llama.cpp splits at the first space after the first byte.
             let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
@@ -72,18 +84,19 @@ impl Bpe {
             let (Some(first), Some(second)) = (m.get(..pos), m.get(pos + 1..)) else {
                 continue;
             };
-            let (Some(a), Some(b)) = (decode_mapped(first), decode_mapped(second)) else {
+            buf.clear();
+            if !decode_into(first, &mut buf) {
                 continue;
-            };
-            if a.is_empty() || b.is_empty() {
+            }
+            let split = buf.len();
+            if !decode_into(second, &mut buf) || split == 0 || split == buf.len() {
                 continue;
             }
             let Ok(rank) = u32::try_from(rank) else { break };
-            let mut ab = a.clone();
-            ab.extend_from_slice(&b);
+            let (a, b) = buf.split_at(split);
             let sa = intern(a, &mut sym_token);
             let sb = intern(b, &mut sym_token);
-            let sab = intern(ab, &mut sym_token);
+            let sab = intern(&buf, &mut sym_token);
             table.entry((sa, sb)).or_insert((rank, sab));
         }
         Bpe {

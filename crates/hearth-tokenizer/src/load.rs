@@ -198,21 +198,32 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     };
 
     let mut texts: Vec<String> = Vec::with_capacity(n);
-    let mut by_text: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(n);
-    for (i, t) in tokens.iter().enumerate() {
-        let t = if t.is_empty() {
-            format!("[EMPTY_{i}]")
-        } else {
-            t.clone()
-        };
-        let id = u32::try_from(i).unwrap_or(u32::MAX);
-        if let Some(prev) = by_text.insert(t.as_bytes().into(), id) {
-            return Err(TokenizerError::bad(
-                KEY_TOKENS,
-                format!("duplicate token {t:?} at ids {prev} and {i}"),
-            ));
+    {
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(n);
+        for (i, t) in tokens.iter().enumerate() {
+            if t.is_empty() {
+                texts.push(format!("[EMPTY_{i}]"));
+                continue;
+            }
+            if let Some(prev) = seen.insert(t.as_str(), i) {
+                return Err(TokenizerError::bad(
+                    KEY_TOKENS,
+                    format!("duplicate token {t:?} at ids {prev} and {i}"),
+                ));
+            }
+            texts.push(t.clone());
         }
-        texts.push(t);
+        // "[EMPTY_i]" stand-ins may collide with real tokens too.
+        for (i, t) in texts.iter().enumerate() {
+            if tokens.get(i).is_some_and(String::is_empty)
+                && let Some(prev) = seen.insert(t.as_str(), i)
+            {
+                return Err(TokenizerError::bad(
+                    KEY_TOKENS,
+                    format!("duplicate token {t:?} at ids {prev} and {i}"),
+                ));
+            }
+        }
     }
 
     // Defaults per model type, then metadata.
@@ -300,6 +311,11 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     }
 
     let model = if is_spm {
+        let by_text: HashMap<Box<[u8]>, u32> = texts
+            .iter()
+            .zip(0u32..)
+            .map(|(t, id)| (t.as_bytes().into(), id))
+            .collect();
         Model::Spm(Spm::new(by_text, scores, ids.unk))
     } else {
         let merges = match g.get(KEY_MERGES) {
@@ -309,7 +325,6 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
                 .and_then(|a| a.as_strings())
                 .ok_or_else(|| TokenizerError::bad(KEY_MERGES, "expected an array of strings"))?,
         };
-        drop(by_text);
         Model::Bpe {
             bpe: Bpe::new(&texts, merges, pre.ignore_merges),
             passes: pre.passes,
