@@ -3,12 +3,23 @@
 //!
 //! Two tokenizer models are implemented:
 //! - `gpt2`: byte-level BPE with ranked merges (SmolLM2, Llama 3, Qwen2), words split first by the
-//!   pre-tokenizer that `tokenizer.ggml.pre` names ([`pretok`]);
+//!   pre-tokenizer that `tokenizer.ggml.pre` names;
 //! - `llama`: SentencePiece BPE with scores and `<0xXX>` byte fallback (Llama 2, Mistral).
 //!
 //! Special tokens (control, user-defined, unknown) are split out of the text before BPE when
 //! asked, exactly as llama.cpp's `tokenizer_st_partition` does, and the end-of-generation set is
 //! derived from ids and token texts the way llama.cpp derives it.
+//!
+//! Where we knowingly differ from llama.cpp (all outside the tested models' behaviour):
+//! - text-based EOT/EOM/FIM detection takes the lowest matching id (llama.cpp: hash-map order);
+//!   this can change which id [`Tokenizer::eog_ids`] calls EOT, never the EOG set itself;
+//! - the `lstrip`/`rstrip` attributes llama.cpp sets by model name (phi-3, jina, modern-bert) are
+//!   not applied; special tokens of equal text length are tried in id order (llama.cpp: unstable
+//!   sort);
+//! - codepoint classes come from `tools/gen_unicode_table.py` (same method as llama.cpp's
+//!   generator, newer Unicode data), so codepoints assigned since may classify differently;
+//! - a SentencePiece vocabulary without a byte token for some byte yields the unknown token (or
+//!   nothing) where llama.cpp throws.
 
 mod bpe;
 mod error;

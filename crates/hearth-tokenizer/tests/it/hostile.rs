@@ -185,3 +185,64 @@ fn out_of_range_ids_are_dropped_and_odd_vocab_still_encodes() {
     assert_eq!(tok.encode("a", true, true), vec![0]);
     assert_eq!(tok.decode(&[0, 2, 3, 99, u32::MAX], true), "aab ");
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::{V, load};
+    use crate::{spm_fixture, test_model};
+
+    fn vocab_piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-cĠ<>|]{1,4}",
+            Just("<0x41>".to_owned()),
+            Just("▁".to_owned()),
+            "\\PC{0,3}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Random vocabularies, merges, types and scores load or fail cleanly, and whatever loads
+        /// encodes and decodes any text without panicking.
+        #[test]
+        fn random_metadata_never_panics(
+            spm in any::<bool>(),
+            tokens in proptest::collection::vec(vocab_piece(), 1..12),
+            merges in proptest::collection::vec("[a-cĠ ]{0,5}", 0..12),
+            types in proptest::collection::vec(0i32..8, 0..14),
+            scores in proptest::collection::vec(-5.0f32..5.0, 0..14),
+            text in "\\PC{0,24}",
+        ) {
+            let model = if spm { "llama" } else { "gpt2" };
+            let kvs = [
+                ("tokenizer.ggml.model", V::Str(model)),
+                ("tokenizer.ggml.pre", V::Str("smollm")),
+                ("tokenizer.ggml.tokens", V::Strs(tokens)),
+                ("tokenizer.ggml.merges", V::Strs(merges)),
+                ("tokenizer.ggml.token_type", V::I32s(types)),
+                ("tokenizer.ggml.scores", V::F32s(scores)),
+                ("tokenizer.ggml.add_bos_token", V::Bool(false)),
+            ];
+            if let Ok(tok) = load(&kvs) {
+                for (add, parse) in [(false, false), (true, true)] {
+                    let ids = tok.encode(&text, add, parse);
+                    let _ = tok.decode(&ids, parse);
+                }
+            }
+        }
+
+        /// Any text through the real tokenizers: no panic, and every id is in the vocabulary.
+        #[test]
+        fn any_text_encodes(text in "\\PC{0,64}", add in any::<bool>(), parse in any::<bool>()) {
+            let spm = spm_fixture();
+            let ids = spm.encode(&text, add, parse);
+            prop_assert!(ids.iter().all(|&i| (i as usize) < spm.vocab_size()));
+            if let Some(tok) = test_model() {
+                let ids = tok.encode(&text, add, parse);
+                prop_assert!(ids.iter().all(|&i| (i as usize) < tok.vocab_size()));
+            }
+        }
+    }
+}

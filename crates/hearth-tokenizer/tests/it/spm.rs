@@ -67,3 +67,18 @@ fn spm_special_tokens() {
         .collect();
     assert_eq!(bytes, " 😀".as_bytes());
 }
+
+#[test]
+fn special_text_is_split_out_only_when_asked() {
+    let tok = spm_fixture();
+    // <unk> (unknown type) and </s> (control) are special; longest text is matched first.
+    let check = |text: &str, parse: bool, expect_special: &[u32]| {
+        let ids = tok.encode(text, false, parse);
+        let specials: Vec<u32> = ids.iter().copied().filter(|&i| i <= 2).collect();
+        assert_eq!(specials, expect_special, "{text:?} parse={parse}: {ids:?}");
+    };
+    check("a<unk>b</s>", true, &[0, 2]);
+    check("a<unk>b</s>", false, &[]);
+    check("</s></s>", true, &[2, 2]);
+    check("<s></s>", true, &[1, 2]);
+}
