@@ -2,6 +2,7 @@
 //! Integration tests: golden ids from llama.cpp (SmolLM2), a SentencePiece fixture, streaming,
 //! hostile metadata.
 
+mod bpe;
 mod gguf_builder;
 mod golden;
 mod hostile;
