@@ -11,12 +11,13 @@ use std::collections::{BinaryHeap, HashMap};
 use crate::unicode::{byte_to_char, char_to_byte};
 
 /// Decodes GPT-2 printable-unicode text to bytes; `None` if a character is outside the map.
+#[cfg_attr(not(test), expect(dead_code, reason = "used by unit tests"))]
 pub(crate) fn decode_mapped(s: &str) -> Option<Vec<u8>> {
     s.chars().map(char_to_byte).collect()
 }
 
 /// Appends the bytes GPT-2 printable-unicode `s` stands for; false if a character is outside the map.
-fn decode_into(s: &str, out: &mut Vec<u8>) -> bool {
+pub(crate) fn decode_into(s: &str, out: &mut Vec<u8>) -> bool {
     for c in s.chars() {
         match char_to_byte(c) {
             Some(b) => out.push(b),
@@ -34,8 +35,8 @@ pub(crate) struct Bpe {
     merges: HashMap<(u32, u32), (u32, u32)>,
     /// symbol id -> token id (NONE when the symbol's text is not a token)
     sym_token: Vec<u32>,
-    /// raw bytes -> token id, for tokens whose text is printable-unicode encoded bytes
-    by_bytes: HashMap<Box<[u8]>, u32>,
+    /// bytes -> symbol id, for every token's bytes and every merge's parts
+    interned: HashMap<Box<[u8]>, u32>,
     ignore_merges: bool,
 }
 
@@ -54,28 +55,35 @@ type Pair = (u32, usize, usize, u32, u32);
 
 impl Bpe {
     pub(crate) fn new(tokens: &[String], merges: &[String], ignore_merges: bool) -> Self {
-        let mut by_bytes: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(tokens.len());
-        for (id, t) in tokens.iter().enumerate() {
-            if let (Some(b), Ok(id)) = (decode_mapped(t), u32::try_from(id)) {
-                by_bytes.entry(b.into_boxed_slice()).or_insert(id);
-            }
-        }
-        let mut interned: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(merges.len() + 256);
-        let mut sym_token: Vec<u32> = Vec::with_capacity(merges.len() + 256);
+        // Every token's bytes and every merge's parts are interned; sym_token maps back to tokens.
+        let cap = tokens.len() + merges.len() / 4 + 256;
+        let mut interned: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(cap);
+        let mut sym_token: Vec<u32> = Vec::with_capacity(cap);
         let mut intern = |b: &[u8], sym_token: &mut Vec<u32>| -> u32 {
             if let Some(&s) = interned.get(b) {
                 return s;
             }
             let s = u32::try_from(sym_token.len()).unwrap_or(NONE);
-            sym_token.push(by_bytes.get(b).copied().unwrap_or(NONE));
+            sym_token.push(NONE);
             interned.insert(b.into(), s);
             s
         };
         for b in 0..=255u8 {
             intern(&[b], &mut sym_token);
         }
-        let mut table = HashMap::with_capacity(merges.len());
         let mut buf: Vec<u8> = Vec::new();
+        for (id, t) in tokens.iter().enumerate() {
+            buf.clear();
+            if let (true, Ok(id)) = (decode_into(t, &mut buf), u32::try_from(id)) {
+                let s = intern(&buf, &mut sym_token);
+                if let Some(slot) = sym_token.get_mut(s as usize)
+                    && *slot == NONE
+                {
+                    *slot = id;
+                }
+            }
+        }
+        let mut table = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
             // llama.cpp splits at the first space after the first byte.
             let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
@@ -102,17 +110,21 @@ impl Bpe {
         Bpe {
             merges: table,
             sym_token,
-            by_bytes,
+            interned,
             ignore_merges,
         }
     }
 
-    /// Token for one byte (`text_to_token` of its printable form).
-    fn byte_token(&self, b: u8) -> Option<u32> {
+    fn token_of(&self, sym: u32) -> Option<u32> {
         self.sym_token
-            .get(usize::from(b))
+            .get(sym as usize)
             .copied()
             .filter(|&t| t != NONE)
+    }
+
+    /// Token for one byte (`text_to_token` of its printable form).
+    fn byte_token(&self, b: u8) -> Option<u32> {
+        self.token_of(u32::from(b))
     }
 
     /// Appends the tokens of one pre-tokenized word.
@@ -121,7 +133,7 @@ impl Bpe {
             return;
         }
         if self.ignore_merges
-            && let Some(&id) = self.by_bytes.get(word)
+            && let Some(id) = self.interned.get(word).and_then(|&s| self.token_of(s))
         {
             out.push(id);
             return;
@@ -187,12 +199,7 @@ impl Bpe {
         let mut i = 0;
         while let Some(s) = syms.get(i) {
             if s.len > 0 {
-                match self
-                    .sym_token
-                    .get(s.sym as usize)
-                    .copied()
-                    .filter(|&t| t != NONE)
-                {
+                match self.token_of(s.sym) {
                     Some(t) => out.push(t),
                     None => {
                         let bytes = word.get(s.start..s.start + s.len).unwrap_or_default();

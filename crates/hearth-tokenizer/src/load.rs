@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use hearth_gguf::{Gguf, Value};
 
-use crate::bpe::{Bpe, decode_mapped};
+use crate::bpe::{Bpe, decode_into};
 use crate::pretok::Pass;
 use crate::spm::Spm;
 use crate::unicode::char_to_byte;
@@ -198,31 +198,31 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
     };
 
     let mut texts: Vec<String> = Vec::with_capacity(n);
-    {
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(n);
-        for (i, t) in tokens.iter().enumerate() {
-            if t.is_empty() {
-                texts.push(format!("[EMPTY_{i}]"));
-                continue;
-            }
-            if let Some(prev) = seen.insert(t.as_str(), i) {
-                return Err(TokenizerError::bad(
-                    KEY_TOKENS,
-                    format!("duplicate token {t:?} at ids {prev} and {i}"),
-                ));
-            }
-            texts.push(t.clone());
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(n);
+    let mut empty_ids = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.is_empty() {
+            texts.push(format!("[EMPTY_{i}]"));
+            empty_ids.push(i);
+            continue;
         }
-        // "[EMPTY_i]" stand-ins may collide with real tokens too.
-        for (i, t) in texts.iter().enumerate() {
-            if tokens.get(i).is_some_and(String::is_empty)
-                && let Some(prev) = seen.insert(t.as_str(), i)
-            {
-                return Err(TokenizerError::bad(
-                    KEY_TOKENS,
-                    format!("duplicate token {t:?} at ids {prev} and {i}"),
-                ));
-            }
+        if let Some(prev) = seen.insert(t.as_str(), i) {
+            return Err(TokenizerError::bad(
+                KEY_TOKENS,
+                format!("duplicate token {t:?} at ids {prev} and {i}"),
+            ));
+        }
+        texts.push(t.clone());
+    }
+    // "[EMPTY_i]" stand-ins may collide with real tokens too.
+    for &i in &empty_ids {
+        if let Some(t) = texts.get(i)
+            && let Some(prev) = seen.insert(t.as_str(), i)
+        {
+            return Err(TokenizerError::bad(
+                KEY_TOKENS,
+                format!("duplicate token {t:?} at ids {prev} and {i}"),
+            ));
         }
     }
 
@@ -291,7 +291,8 @@ pub(crate) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         ));
     }
 
-    let eog = special_tokens(&texts, &mut attrs, &mut ids);
+    let eog = special_tokens(&texts, &seen, &mut attrs, &mut ids);
+    drop(seen);
 
     let mut specials: Vec<u32> = (0..n)
         .filter(|&i| {
@@ -427,13 +428,16 @@ const EOG_TEXTS: &[&str] = &[
 
 /// llama.cpp's text-based detection of EOT/EOM/FIM tokens and the end-of-generation set; forces
 /// the control attribute on tokens it recognises. Returns the sorted EOG ids.
-fn special_tokens(texts: &[String], attrs: &mut [u16], ids: &mut Ids) -> Vec<u32> {
+fn special_tokens(
+    texts: &[String],
+    by_text: &HashMap<&str, usize>,
+    attrs: &mut [u16],
+    ids: &mut Ids,
+) -> Vec<u32> {
+    let id_of = |t: &str| by_text.get(t).and_then(|&i| u32::try_from(i).ok());
     let find = |list: &[&str]| -> Option<u32> {
         // llama.cpp takes the first match in hash-map order; we take the lowest id.
-        texts
-            .iter()
-            .position(|t| list.contains(&t.as_str()))
-            .and_then(|i| u32::try_from(i).ok())
+        list.iter().filter_map(|t| id_of(t)).min()
     };
     let mut force_control = |id: u32| {
         if let Some(a) = attrs.get_mut(id as usize) {
@@ -468,22 +472,17 @@ fn special_tokens(texts: &[String], attrs: &mut [u16], ids: &mut Ids) -> Vec<u32
         .into_iter()
         .flatten()
         .collect();
-    for (i, t) in texts.iter().enumerate() {
-        if EOG_TEXTS.contains(&t.as_str())
-            && let Ok(id) = u32::try_from(i)
-        {
+    for t in EOG_TEXTS {
+        if let Some(id) = id_of(t) {
             eog.push(id);
-            if let Some(a) = attrs.get_mut(i) {
+            if let Some(a) = attrs.get_mut(id as usize) {
                 *a |= attr::CONTROL;
             }
         }
     }
     // gpt-oss: these are always rendered.
-    for (t, a) in texts.iter().zip(attrs.iter_mut()) {
-        if matches!(
-            t.as_str(),
-            "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>"
-        ) {
+    for t in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+        if let Some(a) = id_of(t).and_then(|id| attrs.get_mut(id as usize)) {
             *a = attr::USER_DEFINED;
         }
     }
@@ -530,21 +529,23 @@ fn piece(text: &str, a: u16, is_spm: bool, out: &mut Vec<u8>) {
                 let mut b = [0u8; 4];
                 out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
             }
-        } else if let Some(b) = decode_mapped(text) {
-            out.extend_from_slice(&b);
         } else {
-            // llama.cpp's `llama_decode_text` marks characters outside GPT-2's byte map.
-            for c in text.chars() {
-                match char_to_byte(c) {
-                    Some(b) => out.push(b),
-                    None => {
-                        out.extend_from_slice(b"[UNK_BYTE_0x");
-                        let mut buf = [0u8; 4];
-                        for b in c.encode_utf8(&mut buf).as_bytes() {
-                            out.extend_from_slice(format!("{b:02x}").as_bytes());
+            let start = out.len();
+            if !decode_into(text, out) {
+                out.truncate(start);
+                // llama.cpp's `llama_decode_text` marks characters outside GPT-2's byte map.
+                for c in text.chars() {
+                    match char_to_byte(c) {
+                        Some(b) => out.push(b),
+                        None => {
+                            out.extend_from_slice(b"[UNK_BYTE_0x");
+                            let mut buf = [0u8; 4];
+                            for b in c.encode_utf8(&mut buf).as_bytes() {
+                                out.extend_from_slice(format!("{b:02x}").as_bytes());
+                            }
+                            out.extend_from_slice(text.as_bytes());
+                            out.push(b']');
                         }
-                        out.extend_from_slice(text.as_bytes());
-                        out.push(b']');
                     }
                 }
             }

@@ -116,3 +116,10 @@ proptest! {
         prop_assert_eq!(format!("{first}{second}{}", d.finish()), s);
     }
 }
+
+#[test]
+fn tokenizer_can_be_shared_across_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<crate::Tokenizer>();
+    check::<StreamDecoder>();
+}
