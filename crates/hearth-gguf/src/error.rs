@@ -13,7 +13,9 @@ pub enum GgufError {
     BadMagic,
     #[error("GGUF version {0} is not supported (versions 2 and 3 are)")]
     UnsupportedVersion(u32),
-    #[error("the file ends early: {what} needs {needed} bytes at offset {offset}, the file has {len}")]
+    #[error(
+        "the file ends early: {what} needs {needed} bytes at offset {offset}, the file has {len}"
+    )]
     Truncated {
         what: &'static str,
         offset: usize,

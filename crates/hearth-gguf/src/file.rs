@@ -99,7 +99,10 @@ impl Deref for GgufFile {
     }
 }
 
-#[expect(unsafe_code, reason = "memory-mapping a file is the one unsafe call of this crate")]
+#[expect(
+    unsafe_code,
+    reason = "memory-mapping a file is the one unsafe call of this crate"
+)]
 fn map_read_only(file: &File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: the map is read-only and Hearth never writes model files in place: the catalog
     // writes a new file and renames it over the old, so mapped pages never change under us.

@@ -235,7 +235,8 @@ fn read_tensor_info(c: &mut Cursor<'_>) -> Result<TensorInfo, GgufError> {
 }
 
 fn align_up(x: u64, alignment: u64) -> Option<u64> {
-    x.checked_add(alignment - 1).map(|v| v / alignment * alignment)
+    x.checked_add(alignment - 1)
+        .map(|v| v / alignment * alignment)
 }
 
 impl Gguf {
@@ -277,7 +278,12 @@ impl Gguf {
             metadata.push((key, value));
         }
 
-        let alignment = match metadata.get(by_key.get("general.alignment").copied().unwrap_or(usize::MAX)) {
+        let alignment = match metadata.get(
+            by_key
+                .get("general.alignment")
+                .copied()
+                .unwrap_or(usize::MAX),
+        ) {
             None => DEFAULT_ALIGNMENT,
             Some((key, Value::U32(a))) if a.is_power_of_two() => {
                 let _ = key;
@@ -323,15 +329,19 @@ impl Gguf {
                     format!("offset {} is not aligned to {alignment}", t.offset),
                 ));
             }
-            let end = t.offset.checked_add(t.size).filter(|&e| e <= data_len).ok_or_else(|| {
-                bad_tensor(
-                    &t.name,
-                    format!(
-                        "data at {}..+{} lies outside the file's {data_len} data bytes",
-                        t.offset, t.size
-                    ),
-                )
-            })?;
+            let end = t
+                .offset
+                .checked_add(t.size)
+                .filter(|&e| e <= data_len)
+                .ok_or_else(|| {
+                    bad_tensor(
+                        &t.name,
+                        format!(
+                            "data at {}..+{} lies outside the file's {data_len} data bytes",
+                            t.offset, t.size
+                        ),
+                    )
+                })?;
             spans.push((t.offset, end, i));
         }
         spans.sort_unstable();

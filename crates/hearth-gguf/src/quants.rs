@@ -85,7 +85,7 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), GgufE
     if !ty.can_dequantize() {
         return Err(GgufError::UnsupportedType(ty.to_string()));
     }
-    if src.len() % ts != 0 || dst.len() != src.len() / ts * bs {
+    if !src.len().is_multiple_of(ts) || dst.len() != src.len() / ts * bs {
         return Err(GgufError::BadTensor {
             name: format!("<{ty} buffer>"),
             problem: format!(

@@ -9,7 +9,11 @@ pub(crate) struct Builder {
 
 impl Builder {
     pub fn new() -> Self {
-        Self { kv: Vec::new(), n_kv: 0, tensors: Vec::new() }
+        Self {
+            kv: Vec::new(),
+            n_kv: 0,
+            tensors: Vec::new(),
+        }
     }
     fn key(&mut self, k: &str, ty: u32) {
         self.kv.extend((k.len() as u64).to_le_bytes());
@@ -62,14 +66,14 @@ impl Builder {
             offsets.push(offset);
             offset += (data.len() as u64).div_ceil(32) * 32;
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         for ((_, _, _, data), off) in self.tensors.iter().zip(offsets) {
             let start = out.len();
             assert_eq!(start as u64 % 32, off % 32);
             out.extend(data);
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
         }
@@ -78,7 +82,10 @@ impl Builder {
 }
 
 fn sample() -> Vec<u8> {
-    let weights: Vec<u8> = [1.0f32, -2.0, 3.5, 0.25].iter().flat_map(|f| f.to_le_bytes()).collect();
+    let weights: Vec<u8> = [1.0f32, -2.0, 3.5, 0.25]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
     Builder::new()
         .string("general.architecture", "llama")
         .u32("llama.block_count", 2)
@@ -93,7 +100,11 @@ fn parses_metadata_and_tensors() {
     assert_eq!(file.version, 3);
     assert_eq!(file.architecture().unwrap(), "llama");
     assert_eq!(file.u64("llama.block_count").unwrap(), 2);
-    let toks = file.array("tokenizer.ggml.tokens").unwrap().as_strings().unwrap();
+    let toks = file
+        .array("tokenizer.ggml.tokens")
+        .unwrap()
+        .as_strings()
+        .unwrap();
     assert_eq!(toks, ["a", "b", "ab"]);
     let (info, data) = file.tensor_by_name("w").unwrap();
     assert_eq!(info.dims, [2, 2]);
@@ -106,10 +117,16 @@ fn parses_metadata_and_tensors() {
 fn typed_getters_name_the_problem() {
     let file = GgufFile::from_bytes(sample()).unwrap();
     let err = file.u64("general.architecture").unwrap_err().to_string();
-    assert!(err.contains("general.architecture") && err.contains("string"), "{err}");
+    assert!(
+        err.contains("general.architecture") && err.contains("string"),
+        "{err}"
+    );
     let err = file.str("nope").unwrap_err().to_string();
     assert!(err.contains("missing"), "{err}");
-    assert!(matches!(file.tensor_by_name("x"), Err(GgufError::MissingTensor(_))));
+    assert!(matches!(
+        file.tensor_by_name("x"),
+        Err(GgufError::MissingTensor(_))
+    ));
 }
 
 #[test]
@@ -131,7 +148,10 @@ fn refuses_bad_magic_version_and_huge_counts() {
     assert!(matches!(Gguf::parse(&f), Err(GgufError::BadMagic)));
     let mut f = sample();
     f[4] = 1;
-    assert!(matches!(Gguf::parse(&f), Err(GgufError::UnsupportedVersion(1))));
+    assert!(matches!(
+        Gguf::parse(&f),
+        Err(GgufError::UnsupportedVersion(1))
+    ));
     let mut f = sample();
     f[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(Gguf::parse(&f), Err(GgufError::TooLarge { .. })));

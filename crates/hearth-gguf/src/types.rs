@@ -178,7 +178,7 @@ impl GgmlType {
     /// Bytes needed for `elements` elements, or `None` when `elements` is not a whole number of
     /// blocks or the size overflows.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
-        if elements % self.block_size() != 0 {
+        if !elements.is_multiple_of(self.block_size()) {
             return None;
         }
         (elements / self.block_size()).checked_mul(self.type_size())
@@ -403,7 +403,10 @@ impl Array {
             Array::U32(v) => v.iter().map(|&x| x.into()).collect(),
             Array::I32(v) => v.iter().map(|&x| x.into()).collect(),
             Array::I64(v) => v.clone(),
-            Array::U64(v) => v.iter().map(|&x| i64::try_from(x).ok()).collect::<Option<_>>()?,
+            Array::U64(v) => v
+                .iter()
+                .map(|&x| i64::try_from(x).ok())
+                .collect::<Option<_>>()?,
             _ => return None,
         })
     }
