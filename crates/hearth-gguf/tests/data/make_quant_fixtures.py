@@ -15,6 +15,7 @@ Writes, next to this script:
   gives for them. Types `gguf.quants` can quantize (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) get
   blocks quantized from random and edge-case floats; K-quants, which it can only dequantize, get
   random block bytes with finite f16 scales (normal and subnormal).
+- `ggml_types.jsonl`: `{"name", "id", "block_size", "type_size"}` for every type gguf-py knows.
 - `model_rows.jsonl` (only when a model path is given): `{"tensor", "type", "row", "expected"}`,
   the reference dequantization of a few rows of real tensors of SmolLM2-135M-Instruct (Q4_1 GGUF).
 """
@@ -139,6 +140,15 @@ def model_rows(path):
                 }) + "\n")
 
 
+def type_sizes():
+    with open(HERE / "ggml_types.jsonl", "w") as out:
+        for ty in T:
+            if ty in gguf.GGML_QUANT_SIZES:
+                block, size = gguf.GGML_QUANT_SIZES[ty]
+                out.write(json.dumps({"name": ty.name, "id": ty.value, "block_size": block,
+                                      "type_size": size}) + "\n")
+
+
 def main():
     with open(HERE / "quant_fixtures.jsonl", "w") as out:
         raw_halves(out)
@@ -146,6 +156,7 @@ def main():
             quantizable(out, ty)
         for ty in (T.Q4_K, T.Q5_K, T.Q6_K):
             k_quant(out, ty)
+    type_sizes()
     if len(sys.argv) > 1:
         model_rows(sys.argv[1])
 

@@ -5,9 +5,12 @@
     reason = "test helpers fail the test by panicking"
 )]
 
+mod alloc;
 mod model;
 mod props;
 mod quants;
+mod reader;
+mod writer;
 
 use std::path::PathBuf;
 
