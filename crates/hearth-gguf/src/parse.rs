@@ -141,15 +141,9 @@ fn read_value(c: &mut Cursor<'_>, ty: ValueType, depth: u32) -> Result<Value, Gg
     })
 }
 
+/// Any non-zero byte is true, as llama.cpp reads it.
 fn read_bool(c: &mut Cursor<'_>) -> Result<bool, GgufError> {
-    match c.u8("metadata bool")? {
-        0 => Ok(false),
-        1 => Ok(true),
-        v => Err(GgufError::TooLarge {
-            what: "boolean value",
-            value: v.into(),
-        }),
-    }
+    Ok(c.u8("metadata bool")? != 0)
 }
 
 fn read_array(c: &mut Cursor<'_>, depth: u32) -> Result<Array, GgufError> {
@@ -278,17 +272,21 @@ impl Gguf {
             metadata.push((key, value));
         }
 
+<<<<<<< HEAD
         let alignment = match metadata.get(
             by_key
                 .get("general.alignment")
                 .copied()
                 .unwrap_or(usize::MAX),
         ) {
+=======
+        let alignment = match by_key
+            .get("general.alignment")
+            .and_then(|&i| metadata.get(i))
+        {
+>>>>>>> wip-quants
             None => DEFAULT_ALIGNMENT,
-            Some((key, Value::U32(a))) if a.is_power_of_two() => {
-                let _ = key;
-                u64::from(*a)
-            }
+            Some((_, Value::U32(a))) if a.is_power_of_two() => u64::from(*a),
             Some((key, v)) => {
                 return Err(GgufError::BadMetadata {
                     key: key.clone(),
