@@ -272,19 +272,10 @@ impl Gguf {
             metadata.push((key, value));
         }
 
-<<<<<<< HEAD
-        let alignment = match metadata.get(
-            by_key
-                .get("general.alignment")
-                .copied()
-                .unwrap_or(usize::MAX),
-        ) {
-=======
         let alignment = match by_key
             .get("general.alignment")
             .and_then(|&i| metadata.get(i))
         {
->>>>>>> wip-quants
             None => DEFAULT_ALIGNMENT,
             Some((_, Value::U32(a))) if a.is_power_of_two() => u64::from(*a),
             Some((key, v)) => {

@@ -1,0 +1,200 @@
+//! Turning logits into the next token: penalties, temperature, top-k, top-p, min-p, seeded draws.
+
+/// Resolved sampling parameters (defaults are applied by the caller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 or less: greedy (always the most likely token).
+    pub temperature: f32,
+    /// 0: no top-k cut.
+    pub top_k: usize,
+    /// 1.0: no nucleus cut.
+    pub top_p: f32,
+    /// 0.0: no min-p cut.
+    pub min_p: f32,
+    /// 1.0: no repeat penalty.
+    pub repeat_penalty: f32,
+    /// Tokens the penalties look back over (0: none).
+    pub repeat_last_n: usize,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Same seed and inputs → same tokens. `None`: a fresh seed per request.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.9,
+            min_p: 0.0,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: Some(0),
+        }
+    }
+}
+
+/// SplitMix64: small, fast and good enough for sampling; fully determined by its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// A seed that differs between calls and processes.
+    pub fn fresh_seed() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut r = Rng(t ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+        r.next_u64()
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// A per-sequence sampler.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Rng,
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Self {
+        let seed = params.seed.unwrap_or_else(Rng::fresh_seed);
+        Self {
+            params,
+            rng: Rng::new(seed),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// Apply repeat, presence and frequency penalties for `history` (most recent last).
+    fn penalize(&self, logits: &mut [f32], history: &[u32]) {
+        let p = &self.params;
+        let n = p.repeat_last_n.min(history.len());
+        if n == 0
+            || (p.repeat_penalty == 1.0 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0)
+        {
+            return;
+        }
+        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for &t in &history[history.len() - n..] {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&t, &c) in &counts {
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
+            if p.repeat_penalty != 1.0 && p.repeat_penalty > 0.0 {
+                if *l > 0.0 {
+                    *l /= p.repeat_penalty;
+                } else {
+                    *l *= p.repeat_penalty;
+                }
+            }
+            *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
+        }
+    }
+
+    /// Choose the next token from `logits` (modified in place by penalties).
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        self.penalize(logits, history);
+        let p = self.params.clone();
+        if p.temperature <= 0.0 || p.top_k == 1 {
+            return argmax(logits);
+        }
+        let c = &mut self.candidates;
+        c.clear();
+        c.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
+        if p.top_k > 0 && p.top_k < c.len() {
+            c.select_nth_unstable_by(p.top_k - 1, by_logit);
+            c.truncate(p.top_k);
+        }
+        c.sort_unstable_by(by_logit);
+        // Softmax with temperature.
+        let max = c[0].1;
+        let mut sum = 0.0;
+        for e in c.iter_mut() {
+            e.1 = ((e.1 - max) / p.temperature).exp();
+            sum += e.1;
+        }
+        for e in c.iter_mut() {
+            e.1 /= sum;
+        }
+        if p.min_p > 0.0 {
+            let cut = c[0].1 * p.min_p;
+            let keep = c.iter().take_while(|e| e.1 >= cut).count().max(1);
+            c.truncate(keep);
+        }
+        if p.top_p < 1.0 {
+            let mut acc = 0.0;
+            let mut keep = c.len();
+            for (i, e) in c.iter().enumerate() {
+                acc += e.1;
+                if acc >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            c.truncate(keep.max(1));
+        }
+        let total: f32 = c.iter().map(|e| e.1).sum();
+        let mut r = self.rng.next_f32() * total;
+        for e in c.iter() {
+            if r < e.1 {
+                return e.0;
+            }
+            r -= e.1;
+        }
+        c.last().map_or(0, |e| e.0)
+    }
+}
+
+/// Index of the largest logit (the first on ties).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}

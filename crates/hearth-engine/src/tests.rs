@@ -1,0 +1,83 @@
+use super::sampling::*;
+use super::stop::*;
+
+fn run_stops(stops: &[&str], pieces: &[&str]) -> (String, bool) {
+    let mut m = StopMatcher::new(stops.iter().map(|s| s.to_string()).collect());
+    let mut out = String::new();
+    for p in pieces {
+        match m.push(p) {
+            StopResult::Continue(t) => out.push_str(&t),
+            StopResult::Stop(t) => {
+                out.push_str(&t);
+                return (out, true);
+            }
+        }
+    }
+    out.push_str(&m.finish());
+    (out, false)
+}
+
+#[test]
+fn stop_strings_across_pieces() {
+    let cases: &[(&[&str], &[&str], &str, bool)] = &[
+        (&[], &["a", "b"], "ab", false),
+        (&["END"], &["hello E", "N", "D tail"], "hello ", true),
+        (&["END"], &["hello E", "N", "x"], "hello ENx", false),
+        (&["\n\n", "###"], &["one\n", "\ntwo"], "one", true),
+        (&["é!"], &["café", "!"], "caf", true),
+        (&["ab"], &["xa"], "xa", false),
+    ];
+    for (stops, pieces, want, stopped) in cases {
+        assert_eq!(run_stops(stops, pieces), (want.to_string(), *stopped), "{stops:?} {pieces:?}");
+    }
+}
+
+#[test]
+fn greedy_takes_argmax_and_ignores_seed() {
+    let mut logits = vec![0.1, 3.0, 2.9, -1.0];
+    let mut s = Sampler::new(SamplingParams::greedy());
+    assert_eq!(s.sample(&mut logits.clone(), &[]), 1);
+    let mut p = SamplingParams::greedy();
+    p.seed = Some(99);
+    assert_eq!(Sampler::new(p).sample(&mut logits, &[]), 1);
+}
+
+#[test]
+fn same_seed_same_tokens_different_seed_differs() {
+    let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.3).collect();
+    let draw = |seed| {
+        let p = SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        let mut s = Sampler::new(p);
+        (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+    };
+    assert_eq!(draw(7), draw(7));
+    assert_ne!(draw(7), draw(8));
+}
+
+#[test]
+fn top_k_one_and_min_p_restrict_choices() {
+    let logits = vec![5.0, 4.9, 0.0, -3.0];
+    for seed in 0..50 {
+        let p = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        assert!(Sampler::new(p).sample(&mut logits.clone(), &[]) < 2);
+        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, repeat_penalty: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        assert!(Sampler::new(p).sample(&mut logits.clone(), &[]) < 2);
+        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.3, min_p: 0.0, repeat_penalty: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        assert_eq!(Sampler::new(p).sample(&mut logits.clone(), &[]), 0);
+    }
+}
+
+#[test]
+fn penalties_push_repeated_tokens_down() {
+    let p = SamplingParams { temperature: 0.0, repeat_penalty: 2.0, repeat_last_n: 8, ..SamplingParams::greedy() };
+    // Token 0 leads but was just generated twice; the penalty halves its logit.
+    let mut logits = vec![3.0, 2.0, 1.0];
+    assert_eq!(Sampler::new(p).sample(&mut logits, &[0, 0]), 1);
+    let p = SamplingParams { frequency_penalty: 0.6, presence_penalty: 0.0, repeat_last_n: 8, ..SamplingParams::greedy() };
+    let mut logits = vec![3.0, 2.0, 1.0];
+    assert_eq!(Sampler::new(p).sample(&mut logits, &[0, 0]), 1);
+    // Outside the look-back window nothing happens.
+    let p = SamplingParams { repeat_penalty: 2.0, repeat_last_n: 1, ..SamplingParams::greedy() };
+    let mut logits = vec![3.0, 2.0, 1.0];
+    assert_eq!(Sampler::new(p).sample(&mut logits, &[0, 2]), 0);
+}
