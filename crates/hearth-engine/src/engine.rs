@@ -65,7 +65,10 @@ pub struct Finished {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A generated token and the text it completes (never half a UTF-8 character; may be empty).
-    Token { id: u32, text: String },
+    Token {
+        id: u32,
+        text: String,
+    },
     /// Text held back (a possible stop-string start, an unfinished character) released at the end.
     Text(String),
     Done(Finished),
@@ -116,15 +119,18 @@ pub struct EngineHandle {
 
 impl std::fmt::Debug for EngineHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineHandle").field("summary", &self.summary).finish_non_exhaustive()
+        f.debug_struct("EngineHandle")
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
     }
 }
 
 impl EngineHandle {
     /// Load the model in `file` and start its engine thread.
     pub fn start(file: &GgufFile, config: EngineConfig) -> Result<Self, EngineError> {
-        let tokenizer =
-            Arc::new(Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?);
+        let tokenizer = Arc::new(
+            Tokenizer::from_gguf(file).map_err(|e| EngineError::Tokenizer(e.to_string()))?,
+        );
         let model = Llama::load(file)?;
         let context_length = match config.context_length {
             0 => model.config.context_length,
@@ -176,7 +182,11 @@ impl EngineHandle {
     }
 
     /// Queue a request; its events go to `sink`. Errors that can be known now are returned.
-    pub fn generate(&self, req: GenerateRequest, sink: Box<dyn EventSink>) -> Result<(), EngineError> {
+    pub fn generate(
+        &self,
+        req: GenerateRequest,
+        sink: Box<dyn EventSink>,
+    ) -> Result<(), EngineError> {
         if req.prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -186,7 +196,8 @@ impl EngineHandle {
                 limit: self.summary.context_length,
             });
         }
-        self.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.tx
             .send(Command::Generate(Box::new(req), sink))
             .map_err(|_| EngineError::Stopped)
@@ -254,7 +265,8 @@ impl Worker {
     }
 
     fn release(&self) {
-        self.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.queued
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn accept(&mut self, cmd: Command) {
@@ -303,7 +315,9 @@ impl Worker {
         if seq.prefilled < prompt_len {
             let end = (seq.prefilled + self.prefill_chunk).min(prompt_len);
             let chunk = &seq.req.prompt[seq.prefilled..end];
-            let logits = self.model.forward(&self.pool, chunk, &mut seq.cache, false)?;
+            let logits = self
+                .model
+                .forward(&self.pool, chunk, &mut seq.cache, false)?;
             seq.prefilled = end;
             if end == prompt_len {
                 seq.prompt_eval = seq.started.elapsed();
@@ -324,7 +338,8 @@ impl Worker {
             Some(l) => l,
             None => {
                 let last = *seq.history.last().ok_or(EngineError::EmptyPrompt)?;
-                self.model.forward(&self.pool, &[last], &mut seq.cache, false)?
+                self.model
+                    .forward(&self.pool, &[last], &mut seq.cache, false)?
             }
         };
         let token = seq.sampler.sample(&mut logits, &seq.history);

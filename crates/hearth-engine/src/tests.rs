@@ -28,7 +28,11 @@ fn stop_strings_across_pieces() {
         (&["ab"], &["xa"], "xa", false),
     ];
     for (stops, pieces, want, stopped) in cases {
-        assert_eq!(run_stops(stops, pieces), (want.to_string(), *stopped), "{stops:?} {pieces:?}");
+        assert_eq!(
+            run_stops(stops, pieces),
+            (want.to_string(), *stopped),
+            "{stops:?} {pieces:?}"
+        );
     }
 }
 
@@ -46,9 +50,17 @@ fn greedy_takes_argmax_and_ignores_seed() {
 fn same_seed_same_tokens_different_seed_differs() {
     let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.3).collect();
     let draw = |seed| {
-        let p = SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        let p = SamplingParams {
+            temperature: 1.5,
+            top_k: 0,
+            top_p: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::default()
+        };
         let mut s = Sampler::new(p);
-        (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+        (0..50)
+            .map(|_| s.sample(&mut logits.clone(), &[]))
+            .collect::<Vec<_>>()
     };
     assert_eq!(draw(7), draw(7));
     assert_ne!(draw(7), draw(8));
@@ -58,26 +70,64 @@ fn same_seed_same_tokens_different_seed_differs() {
 fn top_k_one_and_min_p_restrict_choices() {
     let logits = vec![5.0, 4.9, 0.0, -3.0];
     for seed in 0..50 {
-        let p = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::default()
+        };
         assert!(Sampler::new(p).sample(&mut logits.clone(), &[]) < 2);
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, repeat_penalty: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.5,
+            repeat_penalty: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::default()
+        };
         assert!(Sampler::new(p).sample(&mut logits.clone(), &[]) < 2);
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.3, min_p: 0.0, repeat_penalty: 1.0, seed: Some(seed), ..SamplingParams::default() };
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.3,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            seed: Some(seed),
+            ..SamplingParams::default()
+        };
         assert_eq!(Sampler::new(p).sample(&mut logits.clone(), &[]), 0);
     }
 }
 
 #[test]
 fn penalties_push_repeated_tokens_down() {
-    let p = SamplingParams { temperature: 0.0, repeat_penalty: 2.0, repeat_last_n: 8, ..SamplingParams::greedy() };
+    let p = SamplingParams {
+        temperature: 0.0,
+        repeat_penalty: 2.0,
+        repeat_last_n: 8,
+        ..SamplingParams::greedy()
+    };
     // Token 0 leads but was just generated twice; the penalty halves its logit.
     let mut logits = vec![3.0, 2.0, 1.0];
     assert_eq!(Sampler::new(p).sample(&mut logits, &[0, 0]), 1);
-    let p = SamplingParams { frequency_penalty: 0.6, presence_penalty: 0.0, repeat_last_n: 8, ..SamplingParams::greedy() };
+    let p = SamplingParams {
+        frequency_penalty: 0.6,
+        presence_penalty: 0.0,
+        repeat_last_n: 8,
+        ..SamplingParams::greedy()
+    };
     let mut logits = vec![3.0, 2.0, 1.0];
     assert_eq!(Sampler::new(p).sample(&mut logits, &[0, 0]), 1);
     // Outside the look-back window nothing happens.
-    let p = SamplingParams { repeat_penalty: 2.0, repeat_last_n: 1, ..SamplingParams::greedy() };
+    let p = SamplingParams {
+        repeat_penalty: 2.0,
+        repeat_last_n: 1,
+        ..SamplingParams::greedy()
+    };
     let mut logits = vec![3.0, 2.0, 1.0];
     assert_eq!(Sampler::new(p).sample(&mut logits, &[0, 2]), 0);
 }

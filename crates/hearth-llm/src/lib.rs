@@ -10,6 +10,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+mod local;
+pub use local::{LocalConfig, LocalModels};
+
 /// One chat message as the chat template sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -168,4 +171,11 @@ pub trait ModelService: Send + Sync + 'static {
     fn list(&self) -> BoxFuture<'_, Result<Vec<ModelInfo>, LlmError>>;
     fn show(&self, model: &str) -> BoxFuture<'_, Result<ModelDetails, LlmError>>;
     fn running(&self) -> BoxFuture<'_, Vec<RunningModel>>;
+    /// Load `model` now without generating, to stay for `keep_alive` (a zero keep-alive unloads
+    /// it). Returns how long loading took (zero when it was already loaded).
+    fn load(
+        &self,
+        model: &str,
+        keep_alive: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Duration, LlmError>>;
 }

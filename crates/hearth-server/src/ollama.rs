@@ -107,9 +107,16 @@ async fn start(
     Generation::start(rx?, state.metrics.clone(), in_flight).await
 }
 
-/// A request with nothing to generate loads the model: answer once the model is known.
-async fn load_only(state: &AppState, model: &str) -> Result<(), ApiError> {
-    state.models.show(model).await?;
+/// A request with nothing to generate loads the model (or, with `keep_alive: 0`, unloads it).
+async fn load_only(
+    state: &AppState,
+    model: &str,
+    keep: Option<KeepAliveSpec>,
+) -> Result<(), ApiError> {
+    state
+        .models
+        .load(model, keep.map(KeepAliveSpec::duration))
+        .await?;
     Ok(())
 }
 
@@ -155,7 +162,7 @@ pub async fn chat(
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
     check_format(req.format.as_ref())?;
     if req.messages.is_empty() {
-        load_only(&state, &req.model).await?;
+        load_only(&state, &req.model, keep).await?;
         let body = wire_ol::ChatResponse {
             model: req.model,
             created_at: now(),
@@ -245,7 +252,7 @@ pub async fn generate(
         model: req.model.clone(),
     };
     if prompt.is_empty() {
-        load_only(&state, &req.model).await?;
+        load_only(&state, &req.model, keep).await?;
         let mut body = encoder.line(String::new(), None);
         body.done = true;
         body.done_reason = Some("load".to_owned());

@@ -155,6 +155,22 @@ impl ModelService for ScriptedModels {
         })
     }
 
+    fn load(
+        &self,
+        model: &str,
+        _keep_alive: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Duration, LlmError>> {
+        let known = matches!(model, SMOL | HF);
+        let model = model.to_owned();
+        Box::pin(async move {
+            if known {
+                Ok(Duration::ZERO)
+            } else {
+                Err(LlmError::ModelNotFound(model))
+            }
+        })
+    }
+
     fn running(&self) -> BoxFuture<'_, Vec<RunningModel>> {
         Box::pin(async {
             vec![RunningModel {

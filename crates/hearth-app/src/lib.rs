@@ -1,0 +1,140 @@
+//! The composition root: builds every part from [`Config`] and owns the background tasks.
+//! The `hearth` binary only parses its command line and calls [`commands`].
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod client;
+pub mod commands;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_catalog::{Catalog, CatalogConfig, CatalogError};
+use hearth_config::{Config, ConfigError};
+use hearth_llm::{LlmError, LocalConfig, LocalModels};
+use hearth_server::{AppState, Metrics, ServerConfig};
+
+/// Hearth's version, as `hearth version` and `/api/version` report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What can go wrong at the top; each variant carries its crate's message.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Message(String),
+}
+
+/// Start logging to stderr with `filter` unless `RUST_LOG` says otherwise.
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The model store under the configured home.
+pub fn open_catalog(config: &Config) -> Result<Catalog, AppError> {
+    let mut c = CatalogConfig::new(&config.home);
+    c.pip.python = config.pull.python.clone().into();
+    c.hub.endpoint = config.pull.hub_endpoint.clone();
+    Ok(Catalog::open(c)?)
+}
+
+/// The embedded-engine model service.
+pub fn local_models(config: &Config, catalog: Catalog) -> LocalModels {
+    let context_length = match config.engine.context_length {
+        0 => 8192,
+        n => n,
+    };
+    LocalModels::new(
+        catalog,
+        LocalConfig {
+            engine: hearth_engine::EngineConfig {
+                threads: config.engine.threads,
+                context_length,
+                prefill_chunk: config.engine.prefill_chunk,
+            },
+            keep_alive: config.models.keep_alive,
+            max_loaded: config.models.max_loaded,
+        },
+    )
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Serve the HTTP API on `listener` until `shutdown` resolves; then stop accepting, let
+/// in-flight responses finish, and stop the background tasks.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let catalog = open_catalog(&config)?;
+    let models = Arc::new(local_models(&config, catalog));
+    let state = AppState {
+        models: models.clone(),
+        metrics: Arc::new(Metrics::default()),
+        config: ServerConfig {
+            max_body_bytes: config.server.max_body_bytes,
+            version: VERSION.to_owned(),
+            system_fingerprint: None,
+        },
+    };
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let reaper = {
+        let models = models.clone();
+        let mut stop = stop_tx.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => models.unload_idle(),
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+    let app = hearth_server::router(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = stop_rx.changed().await;
+    let _ = reaper.await;
+    served.map_err(AppError::Io)
+}
