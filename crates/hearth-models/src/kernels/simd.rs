@@ -200,53 +200,48 @@ pub fn dequantize_packed_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
     }
 }
 
+// The quantized dot products keep 16 running sums across blocks (one vector register wide) and
+// add them up once at the end, so the loops vectorise without a horizontal sum per block.
+
 multiversion! { fn dot_q4_1(row: &[u8], x: &[f32]) -> f32 {
-    let mut total = 0f32;
+    let mut acc = [0f32; 16];
     for (b, xs) in row.chunks_exact(24).zip(x.chunks_exact(32)) {
         let d = f32_at(b, 0);
         let m = f32_at(b, 4);
-        let qs = &b[8..24];
-        let mut sq = [0f32; 16];
-        let mut sx = [0f32; 16];
+        let qs: &[u8; 16] = b[8..24].try_into().unwrap_or(&[0; 16]);
+        let (x0, x1) = xs.split_at(16);
         for j in 0..16 {
             let lo = f32::from(qs[j] & 0xf);
             let hi = f32::from(qs[j] >> 4);
-            sq[j] = lo * xs[j] + hi * xs[j + 16];
-            sx[j] = xs[j] + xs[j + 16];
+            acc[j] += d * (lo * x0[j] + hi * x1[j]) + m * (x0[j] + x1[j]);
         }
-        let sq: f32 = sq.iter().sum();
-        let sx: f32 = sx.iter().sum();
-        total += d * sq + m * sx;
     }
-    total
+    acc.iter().sum()
 }}
 
 multiversion! { fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
-    let mut total = 0f32;
+    let mut acc = [0f32; 16];
     for (b, xs) in row.chunks_exact(20).zip(x.chunks_exact(32)) {
         let d = f32_at(b, 0);
-        let qs = &b[4..20];
-        let mut sq = [0f32; 16];
+        let qs: &[u8; 16] = b[4..20].try_into().unwrap_or(&[0; 16]);
+        let (x0, x1) = xs.split_at(16);
         for j in 0..16 {
             let lo = f32::from(qs[j] & 0xf) - 8.0;
             let hi = f32::from(qs[j] >> 4) - 8.0;
-            sq[j] = lo * xs[j] + hi * xs[j + 16];
+            acc[j] += d * (lo * x0[j] + hi * x1[j]);
         }
-        total += d * sq.iter().sum::<f32>();
     }
-    total
+    acc.iter().sum()
 }}
 
 multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
-    let mut total = 0f32;
+    let mut acc = [0f32; 32];
     for (b, xs) in row.chunks_exact(36).zip(x.chunks_exact(32)) {
         let d = f32_at(b, 0);
-        let qs = &b[4..36];
-        let mut sq = [0f32; 32];
+        let qs: &[u8; 32] = b[4..36].try_into().unwrap_or(&[0; 32]);
         for j in 0..32 {
-            sq[j] = f32::from(qs[j] as i8) * xs[j];
+            acc[j] += d * (f32::from(qs[j] as i8) * xs[j]);
         }
-        total += d * sq.iter().sum::<f32>();
     }
-    total
+    acc.iter().sum()
 }}
