@@ -39,15 +39,20 @@ fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
             ),
         ));
     }
+    // OpenAI's defaults, not the model service's (which are Ollama's): temperature 1, no
+    // nucleus or top-k cut, no penalties beyond the two OpenAI names.
     Ok(GenerationOptions {
         max_tokens: s.max_tokens,
-        temperature: s.temperature,
-        top_p: s.top_p,
+        temperature: Some(s.temperature.unwrap_or(1.0)),
+        top_p: Some(s.top_p.unwrap_or(1.0)),
+        top_k: Some(0),
+        min_p: Some(0.0),
+        repeat_penalty: Some(1.0),
+        repeat_last_n: Some(64),
         seed: s.seed.map(i64::cast_unsigned),
         stop: s.stop.map(wire_ai::Stop::into_vec).unwrap_or_default(),
-        presence_penalty: s.presence_penalty,
-        frequency_penalty: s.frequency_penalty,
-        ..GenerationOptions::default()
+        presence_penalty: Some(s.presence_penalty.unwrap_or(0.0)),
+        frequency_penalty: Some(s.frequency_penalty.unwrap_or(0.0)),
     })
 }
 

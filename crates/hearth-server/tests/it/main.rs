@@ -409,6 +409,21 @@ async fn check_chat_options(body: Value, expect: GenerationOptions) {
     assert_eq!(got.options, expect, "{body}");
 }
 
+/// What an OpenAI request without sampling fields means (OpenAI's documented defaults).
+fn openai_defaults() -> GenerationOptions {
+    GenerationOptions {
+        temperature: Some(1.0),
+        top_p: Some(1.0),
+        top_k: Some(0),
+        min_p: Some(0.0),
+        repeat_penalty: Some(1.0),
+        repeat_last_n: Some(64),
+        presence_penalty: Some(0.0),
+        frequency_penalty: Some(0.0),
+        ..GenerationOptions::default()
+    }
+}
+
 #[tokio::test]
 async fn openai_options_map_to_generation_options() {
     let base = json!({"model": SMOL, "messages": user("hi")});
@@ -419,7 +434,7 @@ async fn openai_options_map_to_generation_options() {
             .extend(extra.as_object().unwrap().clone());
         b
     };
-    check_chat_options(base.clone(), GenerationOptions::default()).await;
+    check_chat_options(base.clone(), openai_defaults()).await;
     check_chat_options(
         with(json!({"max_tokens": 5, "temperature": 0.5, "top_p": 0.9, "seed": 42, "stop": "\n",
                     "presence_penalty": 0.25, "frequency_penalty": -0.5, "n": 1, "user": "ignored"})),
@@ -431,7 +446,7 @@ async fn openai_options_map_to_generation_options() {
             stop: vec!["\n".into()],
             presence_penalty: Some(0.25),
             frequency_penalty: Some(-0.5),
-            ..GenerationOptions::default()
+            ..openai_defaults()
         },
     )
     .await;
@@ -440,7 +455,7 @@ async fn openai_options_map_to_generation_options() {
         GenerationOptions {
             max_tokens: Some(9),
             stop: vec!["a".into(), "b".into()],
-            ..Default::default()
+            ..openai_defaults()
         },
     )
     .await;
