@@ -1,7 +1,11 @@
 //! The engine with the real default model: greedy output against the float64 reference
 //! (../shared/golden/smollm2-135m/greedy.jsonl), alone and with every prompt in flight at once;
 //! seeds, stop strings, limits and cancellation.
-#![expect(clippy::unwrap_used, clippy::panic, reason = "test helpers fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -138,7 +142,12 @@ fn greedy_matches_reference_alone_and_together() {
         // The reference includes the end-of-generation token; the engine reports it by stopping.
         let want: Vec<u32> = want.into_iter().filter(|&t| t != 2).collect();
         let n = safe.min(want.len());
-        assert_eq!(&got[..n.min(got.len())], &want[..n], "prompt {:?}", row["prompt"]);
+        assert_eq!(
+            &got[..n.min(got.len())],
+            &want[..n],
+            "prompt {:?}",
+            row["prompt"]
+        );
         assert!(got.len() >= n, "stopped early on {:?}", row["prompt"]);
     };
     let alone: Vec<Vec<u32>> = rows
@@ -155,7 +164,11 @@ fn greedy_matches_reference_alone_and_together() {
     for ((row, rx), solo) in rows.iter().zip(pending).zip(&alone) {
         let got = wait(&rx).tokens;
         check(row, &got);
-        assert_eq!(&got, solo, "batched differs from alone for {:?}", row["prompt"]);
+        assert_eq!(
+            &got, solo,
+            "batched differs from alone for {:?}",
+            row["prompt"]
+        );
     }
 }
 
@@ -188,7 +201,10 @@ fn seeds_reproduce_and_limits_hold() {
     let (a, b, c) = (sampled(7), sampled(7), sampled(8));
     assert_eq!(a.tokens, b.tokens);
     assert_eq!(a.text, b.text);
-    assert_ne!(a.tokens, c.tokens, "different seeds gave the same 24 tokens");
+    assert_ne!(
+        a.tokens, c.tokens,
+        "different seeds gave the same 24 tokens"
+    );
     let f = a.result.unwrap();
     assert_eq!(f.completion_tokens, 24);
     assert_eq!(f.reason, FinishReason::Length);
@@ -201,7 +217,11 @@ fn stop_strings_end_generation_and_are_not_returned() {
     let p = prompt(&e, "What is the capital of France?");
     let mut req = greedy(p.clone(), 32);
     let full = wait(&submit(&e, req.clone(), None));
-    assert!(full.text.starts_with("The capital of France is Paris"), "{}", full.text);
+    assert!(
+        full.text.starts_with("The capital of France is Paris"),
+        "{}",
+        full.text
+    );
     req.stop = vec!["Paris".into()];
     let cut = wait(&submit(&e, req, None));
     assert_eq!(cut.text, "The capital of France is ");
@@ -231,7 +251,15 @@ fn prompts_beyond_the_context_are_refused() {
     let Some(e) = engine(1) else { return };
     let n = e.summary().context_length;
     let err = e
-        .generate(greedy(vec![1; n + 1], 1), Box::new(Collect { tokens: vec![], text: String::new(), done: None, hang_up_after: None }))
+        .generate(
+            greedy(vec![1; n + 1], 1),
+            Box::new(Collect {
+                tokens: vec![],
+                text: String::new(),
+                done: None,
+                hang_up_after: None,
+            }),
+        )
         .unwrap_err();
     assert!(matches!(err, EngineError::PromptTooLong { .. }), "{err}");
     assert!(err.to_string().contains(&n.to_string()));
