@@ -3,6 +3,7 @@
 //! seeds, stop strings, limits and cancellation.
 #![expect(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::panic,
     reason = "test helpers fail loudly"
 )]
