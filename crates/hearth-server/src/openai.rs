@@ -283,10 +283,15 @@ impl Encoder for ChatEncoder {
     }
 
     fn error(&mut self, error: &ApiError, out: &mut String) {
-        out.push_str("data: ");
-        out.push_str(&error.body_json(Family::OpenAi));
-        out.push_str("\n\n");
+        sse_error(error, out);
     }
+}
+
+/// A failure after streaming began: an error event and no `[DONE]`.
+fn sse_error(error: &ApiError, out: &mut String) {
+    out.push_str("data: ");
+    out.push_str(&error.body_json(Family::OpenAi));
+    out.push_str("\n\n");
 }
 
 /// `POST /v1/chat/completions`
@@ -377,9 +382,7 @@ impl Encoder for CompletionEncoder {
     }
 
     fn error(&mut self, error: &ApiError, out: &mut String) {
-        out.push_str("data: ");
-        out.push_str(&error.body_json(Family::OpenAi));
-        out.push_str("\n\n");
+        sse_error(error, out);
     }
 }
 

@@ -6,12 +6,12 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hearth_app::client;
 use hearth_catalog::ImportMode;
 use hearth_config::{Config, Sources};
+use hearth_testkit::{golden_rows, test_model};
 use serde_json::{Value, json};
 
 struct Server {
@@ -24,10 +24,7 @@ struct Server {
 impl Server {
     /// Serve the model in `HEARTH_TEST_MODEL` as `smollm2:135m`, or `None` when it is unset.
     fn start() -> Option<Self> {
-        let Some(model) = std::env::var_os("HEARTH_TEST_MODEL") else {
-            eprintln!("HEARTH_TEST_MODEL is not set: skipping end-to-end tests");
-            return None;
-        };
+        let model = test_model()?;
         let home = tempfile::tempdir().unwrap();
         let config = Config::load(&Sources {
             hearth_home: Some(home.path().to_owned()),
@@ -36,7 +33,7 @@ impl Server {
         .unwrap();
         let catalog = hearth_app::open_catalog(&config).unwrap();
         catalog
-            .import(&PathBuf::from(model), "smollm2:135m", ImportMode::Adopt)
+            .import(&model, "smollm2:135m", ImportMode::Adopt)
             .unwrap();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -83,16 +80,6 @@ impl Server {
     }
 }
 
-fn golden() -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/golden/smollm2-135m/greedy.jsonl");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Free-running greedy text through the OpenAI completions route begins with the reference's
 /// safe prefix (the text before its first near-tie) for at least as many prompts as llama.cpp
 /// manages (17 or 18 of 26, per ../shared/golden/smollm2-135m/SOURCE.json).
@@ -101,7 +88,7 @@ fn greedy_text_through_the_api_matches_the_reference() {
     let Some(server) = Server::start() else {
         return;
     };
-    let rows = golden();
+    let rows = golden_rows("smollm2-135m/greedy.jsonl");
     let mut matched = 0;
     for row in &rows {
         let reply = server.post(

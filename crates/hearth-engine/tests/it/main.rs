@@ -4,11 +4,9 @@
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic,
     reason = "test helpers fail loudly"
 )]
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,37 +15,16 @@ use hearth_engine::{
     GenerateRequest, SamplingParams,
 };
 use hearth_gguf::GgufFile;
+use hearth_testkit::{golden_rows, ids, test_model};
 use serde_json::Value;
 
 fn engine(threads: usize) -> Option<EngineHandle> {
-    let Some(path) = std::env::var_os("HEARTH_TEST_MODEL") else {
-        eprintln!("HEARTH_TEST_MODEL is not set: skipping engine tests");
-        return None;
-    };
-    let file = GgufFile::open(&PathBuf::from(path)).unwrap();
+    let file = GgufFile::open(&test_model()?).unwrap();
     let config = EngineConfig {
         threads,
         ..EngineConfig::default()
     };
     Some(EngineHandle::start(&file, config).unwrap())
-}
-
-fn golden() -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/golden/smollm2-135m/greedy.jsonl");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// Collects a request's events and reports the end over a channel.
@@ -136,7 +113,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize) -> GenerateRequest {
 #[test]
 fn greedy_matches_reference_alone_and_together() {
     let Some(e) = engine(0) else { return };
-    let rows = golden();
+    let rows = golden_rows("smollm2-135m/greedy.jsonl");
     let check = |row: &Value, got: &[u32]| {
         let want = ids(&row["generated_ids"]);
         let safe = row["first_near_tie"].as_u64().unwrap() as usize;

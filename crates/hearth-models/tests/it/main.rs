@@ -1,45 +1,9 @@
 //! Golden parity: teacher-forced log-probabilities of the default model against a float64
 //! reference forward pass (../shared/golden/smollm2-135m/greedy.jsonl, made outside Hearth).
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
-use std::path::PathBuf;
-
 use hearth_gguf::GgufFile;
 use hearth_models::{KvCache, Llama, ThreadPool};
-use serde_json::Value;
-
-fn model_path() -> Option<PathBuf> {
-    match std::env::var_os("HEARTH_TEST_MODEL") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("HEARTH_TEST_MODEL is not set: skipping golden model tests");
-            None
-        }
-    }
-}
-
-fn golden(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/golden/smollm2-135m")
-        .join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+use hearth_testkit::{golden_rows, ids, test_model};
 
 fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -57,14 +21,14 @@ fn log_softmax(logits: &[f32]) -> Vec<f64> {
 /// steps whose reference top-2 margin is at least 0.1.
 #[test]
 fn teacher_forced_logprobs_match_reference() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = test_model() else { return };
     let file = GgufFile::open(&path).unwrap();
     let model = Llama::load(&file).unwrap();
     let pool = ThreadPool::new(0).unwrap();
     let vocab = model.config.vocab_size;
     let (mut sum, mut count, mut agree, mut decisive, mut worst) =
         (0f64, 0usize, 0usize, 0usize, 0f64);
-    for row in golden("greedy.jsonl") {
+    for row in golden_rows("smollm2-135m/greedy.jsonl") {
         let prompt = ids(&row["prompt_ids"]);
         let generated = ids(&row["generated_ids"]);
         let mut tokens = prompt.clone();
@@ -120,7 +84,7 @@ fn teacher_forced_logprobs_match_reference() {
 /// Running the prompt in one batch or token by token gives the same logits (the KV cache works).
 #[test]
 fn incremental_decoding_matches_batch() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = test_model() else { return };
     let model = Llama::load(&GgufFile::open(&path).unwrap()).unwrap();
     let pool = ThreadPool::new(2).unwrap();
     let tokens = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646];
