@@ -84,6 +84,9 @@ pub struct ChatCompletionRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    /// The end user on whose behalf the request is made; requests are scheduled fairly per user.
+    #[serde(default)]
+    pub user: Option<String>,
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
 }
@@ -121,6 +124,9 @@ pub struct CompletionRequest {
     pub stream: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    /// The end user on whose behalf the request is made; requests are scheduled fairly per user.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

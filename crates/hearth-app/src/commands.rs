@@ -326,8 +326,15 @@ pub fn config(g: &Global) -> Result<(), AppError> {
         c.models.pull_default_on_serve
     );
     println!(
-        "[engine]\nthreads = {}\ncontext_length = {}\nprefill_chunk = {}",
-        c.engine.threads, c.engine.context_length, c.engine.prefill_chunk
+        "[engine]\nthreads = {}\ncontext_length = {}\nprefill_chunk = {}\nmax_queue = {}\nmax_active = {}\nrequest_timeout = \"{}\"",
+        c.engine.threads,
+        c.engine.context_length,
+        c.engine.prefill_chunk,
+        c.engine.max_queue,
+        c.engine.max_active,
+        c.engine
+            .request_timeout
+            .map_or("0".to_owned(), |d| format!("{}s", d.as_secs_f64()))
     );
     println!(
         "[pull]\npython = \"{}\"\nhub_endpoint = \"{}\"",
@@ -394,6 +401,7 @@ impl Backend {
                         messages: messages.to_vec(),
                         options: options.clone(),
                         keep_alive: None,
+                        user: String::new(),
                     };
                     let mut stream = models.chat(req).await?;
                     while let Some(ev) = stream.recv().await {

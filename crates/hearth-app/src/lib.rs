@@ -66,9 +66,12 @@ pub fn local_models(config: &Config, catalog: Catalog) -> LocalModels {
                 threads: config.engine.threads,
                 context_length,
                 prefill_chunk: config.engine.prefill_chunk,
+                max_queue: config.engine.max_queue,
+                max_active: config.engine.max_active,
             },
             keep_alive: config.models.keep_alive,
             max_loaded: config.models.max_loaded,
+            request_timeout: config.engine.request_timeout,
         },
     )
 }

@@ -65,6 +65,9 @@ struct RawEngine {
     threads: u32,
     context_length: u32,
     prefill_chunk: u32,
+    max_queue: u32,
+    max_active: u32,
+    request_timeout: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +117,10 @@ pub struct EngineConfig {
     pub threads: usize,
     pub context_length: usize,
     pub prefill_chunk: usize,
+    pub max_queue: usize,
+    pub max_active: usize,
+    /// `None`: no limit.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -329,6 +336,15 @@ impl Config {
         if raw.engine.prefill_chunk == 0 {
             return Err(invalid("engine.prefill_chunk", "must be at least 1"));
         }
+        if raw.engine.max_queue == 0 || raw.engine.max_active == 0 {
+            return Err(invalid(
+                "engine.max_queue / engine.max_active",
+                "must be at least 1",
+            ));
+        }
+        let request_timeout = parse_duration(&raw.engine.request_timeout)
+            .map_err(|e| invalid("engine.request_timeout", e))?
+            .filter(|d| !d.is_zero());
         Ok(Self {
             home,
             server: ServerConfig {
@@ -345,6 +361,9 @@ impl Config {
                 threads: raw.engine.threads as usize,
                 context_length: raw.engine.context_length as usize,
                 prefill_chunk: raw.engine.prefill_chunk as usize,
+                max_queue: raw.engine.max_queue as usize,
+                max_active: raw.engine.max_active as usize,
+                request_timeout,
             },
             pull: PullConfig {
                 python: raw.pull.python,

@@ -1,5 +1,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,11 @@ pub struct EngineConfig {
     pub context_length: usize,
     /// Most prompt tokens run in one forward step, so long prompts don't stall other streams.
     pub prefill_chunk: usize,
+    /// Most requests waiting or running; more are refused with [`EngineError::QueueFull`].
+    pub max_queue: usize,
+    /// Most requests holding a KV cache at once; the rest wait. A user with nothing running is
+    /// always let in, so one user's flood cannot lock others out.
+    pub max_active: usize,
 }
 
 impl Default for EngineConfig {
@@ -27,6 +33,8 @@ impl Default for EngineConfig {
             threads: 0,
             context_length: 0,
             prefill_chunk: 256,
+            max_queue: 512,
+            max_active: 8,
         }
     }
 }
@@ -43,6 +51,10 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("the engine has stopped")]
     Stopped,
+    #[error("the request ran past its time limit")]
+    TimedOut,
+    #[error("{limit} requests are already waiting or running; try again shortly")]
+    QueueFull { limit: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +103,11 @@ pub struct GenerateRequest {
     /// `None`: until end of generation or the context is full.
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
+    /// Who asked (an API key's owner, OpenAI's `user`); requests are scheduled fairly across
+    /// users. Empty: anonymous, one shared user.
+    pub user: String,
+    /// Give up (with an error event) if not finished by then.
+    pub deadline: Option<Instant>,
 }
 
 /// Facts about the loaded model.
@@ -115,6 +132,7 @@ pub struct EngineHandle {
     tokenizer: Arc<Tokenizer>,
     summary: Arc<ModelSummary>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    max_queue: usize,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -153,7 +171,10 @@ impl EngineHandle {
             tokenizer: tokenizer.clone(),
             context_length,
             prefill_chunk: config.prefill_chunk.max(1),
+            max_active: config.max_active.max(1),
             active: VecDeque::new(),
+            waiting: VecDeque::new(),
+            turns: VecDeque::new(),
             queued: queued.clone(),
         };
         std::thread::Builder::new()
@@ -165,6 +186,7 @@ impl EngineHandle {
             tokenizer,
             summary,
             queued,
+            max_queue: config.max_queue.max(1),
         })
     }
 
@@ -178,7 +200,7 @@ impl EngineHandle {
 
     /// Requests waiting or running.
     pub fn load(&self) -> usize {
-        self.queued.load(std::sync::atomic::Ordering::Relaxed)
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Queue a request; its events go to `sink`. Errors that can be known now are returned.
@@ -196,11 +218,18 @@ impl EngineHandle {
                 limit: self.summary.context_length,
             });
         }
+        let limit = self.max_queue;
         self.queued
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .map_err(|_| EngineError::QueueFull { limit })?;
         self.tx
             .send(Command::Generate(Box::new(req), sink))
-            .map_err(|_| EngineError::Stopped)
+            .map_err(|_| {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                EngineError::Stopped
+            })
     }
 }
 
@@ -227,7 +256,13 @@ struct Worker {
     tokenizer: Arc<Tokenizer>,
     context_length: usize,
     prefill_chunk: usize,
+    max_active: usize,
+    /// Requests holding a KV cache, in the order they are next stepped (per user).
     active: VecDeque<Sequence>,
+    /// Requests not started yet, per user, users in arrival order.
+    waiting: VecDeque<(String, VecDeque<(Box<GenerateRequest>, Box<dyn EventSink>)>)>,
+    /// Users with active requests, in the order they get their next step.
+    turns: VecDeque<String>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -240,7 +275,7 @@ impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         loop {
             // Block only when idle; otherwise take whatever has arrived and keep stepping.
-            if self.active.is_empty() {
+            if self.active.is_empty() && self.waiting.is_empty() {
                 match rx.recv() {
                     Ok(cmd) => self.accept(cmd),
                     Err(_) => return,
@@ -249,10 +284,16 @@ impl Worker {
             while let Ok(cmd) = rx.try_recv() {
                 self.accept(cmd);
             }
-            let Some(mut seq) = self.active.pop_front() else {
+            self.admit();
+            let Some(mut seq) = self.next_turn() else {
                 continue;
             };
-            match self.step(&mut seq) {
+            let outcome = if seq.req.deadline.is_some_and(|d| Instant::now() >= d) {
+                Err(EngineError::TimedOut)
+            } else {
+                self.step(&mut seq)
+            };
+            match outcome {
                 Ok(StepOutcome::Continue) => self.active.push_back(seq),
                 Ok(StepOutcome::Finished) => self.release(),
                 Err(e) => {
@@ -265,14 +306,62 @@ impl Worker {
     }
 
     fn release(&self) {
-        self.queued
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn accept(&mut self, cmd: Command) {
         let Command::Generate(req, sink) = cmd;
+        let user = req.user.clone();
+        match self.waiting.iter_mut().find(|(u, _)| *u == user) {
+            Some((_, q)) => q.push_back((req, sink)),
+            None => self
+                .waiting
+                .push_back((user, VecDeque::from([(req, sink)]))),
+        }
+    }
+
+    /// Start waiting requests: users take turns; a user with nothing active is always let in.
+    fn admit(&mut self) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let user_idle = !self.turns.contains(&self.waiting[i].0);
+            if self.active.len() >= self.max_active && !user_idle {
+                i += 1;
+                continue;
+            }
+            let Some((user, mut queue)) = self.waiting.remove(i) else {
+                break;
+            };
+            if let Some((req, sink)) = queue.pop_front() {
+                self.start(req, sink);
+            }
+            if !queue.is_empty() {
+                // This user's next request waits behind everyone else's.
+                self.waiting.push_back((user, queue));
+            }
+        }
+    }
+
+    /// The next sequence to step: users in turn, each user's sequences in turn.
+    fn next_turn(&mut self) -> Option<Sequence> {
+        while let Some(user) = self.turns.pop_front() {
+            let Some(pos) = self.active.iter().position(|s| s.req.user == user) else {
+                continue;
+            };
+            let seq = self.active.remove(pos)?;
+            // Users without active sequences are dropped from the turns when next reached.
+            self.turns.push_back(user);
+            return Some(seq);
+        }
+        None
+    }
+
+    fn start(&mut self, req: Box<GenerateRequest>, sink: Box<dyn EventSink>) {
         let sampler = Sampler::new(req.sampling.clone());
         let stops = StopMatcher::new(req.stop.clone());
+        if !self.turns.contains(&req.user) {
+            self.turns.push_back(req.user.clone());
+        }
         self.active.push_back(Sequence {
             history: req.prompt.clone(),
             req,

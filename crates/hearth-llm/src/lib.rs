@@ -47,6 +47,8 @@ pub struct ChatRequest {
     pub options: GenerationOptions,
     /// How long the model stays loaded after this request (`None`: the configured default).
     pub keep_alive: Option<Duration>,
+    /// Who asks; requests are scheduled fairly across users. Empty: anonymous.
+    pub user: String,
 }
 
 /// A raw completion request: `prompt` is tokenized as is (special tokens parsed), with the
@@ -58,6 +60,8 @@ pub struct CompletionRequest {
     pub prompt: String,
     pub options: GenerationOptions,
     pub keep_alive: Option<Duration>,
+    /// Who asks; requests are scheduled fairly across users. Empty: anonymous.
+    pub user: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

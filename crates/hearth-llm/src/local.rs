@@ -33,6 +33,8 @@ pub struct LocalConfig {
     /// Default keep-alive; `None` keeps models loaded forever.
     pub keep_alive: Option<Duration>,
     pub max_loaded: usize,
+    /// Longest a request may run (`None`: no limit).
+    pub request_timeout: Option<Duration>,
 }
 
 /// A model in memory with what requests need besides the engine.
@@ -75,6 +77,7 @@ fn engine_error(e: EngineError) -> LlmError {
         EngineError::PromptTooLong { .. } | EngineError::EmptyPrompt => {
             LlmError::BadRequest(e.to_string())
         }
+        EngineError::QueueFull { .. } => LlmError::Busy(e.to_string()),
         other => internal(other),
     }
 }
@@ -332,6 +335,7 @@ impl LocalModels {
         loaded: Arc<Loaded>,
         prompt: Vec<u32>,
         options: &GenerationOptions,
+        user: &str,
         first_use: bool,
     ) -> Result<GenerationStream, LlmError> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -355,6 +359,11 @@ impl LocalModels {
             sampling,
             max_tokens: o.max_tokens.map(|m| m as usize),
             stop: o.stop.clone(),
+            user: user.to_owned(),
+            deadline: self
+                .config
+                .request_timeout
+                .and_then(|t| Instant::now().checked_add(t)),
         };
         let sink = Sink {
             tx,
@@ -395,13 +404,14 @@ impl LocalModels {
         model: &str,
         keep_alive: Option<Duration>,
         options: &GenerationOptions,
+        user: &str,
         make_prompt: impl FnOnce(&Loaded) -> Result<String, LlmError>,
     ) -> Result<GenerationStream, LlmError> {
         let was_loaded = self.is_loaded(model);
         let loaded = self.acquire(model, keep_alive).await?;
         let text = make_prompt(&loaded)?;
         let prompt = Self::encode(&loaded, &text);
-        self.start(loaded, prompt, options, !was_loaded)
+        self.start(loaded, prompt, options, user, !was_loaded)
     }
 
     fn is_loaded(&self, model: &str) -> bool {
@@ -468,7 +478,7 @@ impl EventSink for Sink {
 impl ModelService for LocalModels {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
-            self.generate_text(&req.model, req.keep_alive, &req.options, |l| {
+            self.generate_text(&req.model, req.keep_alive, &req.options, &req.user, |l| {
                 render(l, &req.messages)
             })
             .await
@@ -481,9 +491,13 @@ impl ModelService for LocalModels {
     ) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
             let prompt = req.prompt.clone();
-            self.generate_text(&req.model, req.keep_alive, &req.options, move |_| {
-                Ok(prompt)
-            })
+            self.generate_text(
+                &req.model,
+                req.keep_alive,
+                &req.options,
+                &req.user,
+                move |_| Ok(prompt),
+            )
             .await
         })
     }

@@ -187,6 +187,7 @@ pub async fn chat(
             .collect(),
         options: options(req.options),
         keep_alive: keep.map(KeepAliveSpec::duration),
+        user: String::new(),
     };
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.chat(request).await, in_flight).await?;
@@ -268,6 +269,7 @@ pub async fn generate(
             prompt,
             options,
             keep_alive,
+            user: String::new(),
         };
         state.models.complete(request).await
     } else {
@@ -289,6 +291,7 @@ pub async fn generate(
                 messages,
                 options,
                 keep_alive,
+                user: String::new(),
             })
             .await
     };

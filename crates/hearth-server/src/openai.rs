@@ -127,6 +127,7 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
         messages,
         options,
         keep_alive: None,
+        user: req.user.unwrap_or_default(),
     })
 }
 
@@ -159,6 +160,7 @@ fn completion_request(req: wire_ai::CompletionRequest) -> Result<CompletionReque
         prompt,
         options,
         keep_alive: None,
+        user: req.user.unwrap_or_default(),
     })
 }
 

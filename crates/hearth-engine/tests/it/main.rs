@@ -19,11 +19,14 @@ use hearth_testkit::{golden_rows, ids, test_model};
 use serde_json::Value;
 
 fn engine(threads: usize) -> Option<EngineHandle> {
-    let file = GgufFile::open(&test_model()?).unwrap();
-    let config = EngineConfig {
+    engine_with(EngineConfig {
         threads,
         ..EngineConfig::default()
-    };
+    })
+}
+
+fn engine_with(config: EngineConfig) -> Option<EngineHandle> {
+    let file = GgufFile::open(&test_model()?).unwrap();
     Some(EngineHandle::start(&file, config).unwrap())
 }
 
@@ -105,6 +108,8 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize) -> GenerateRequest {
         sampling: SamplingParams::greedy(),
         max_tokens: Some(max_tokens),
         stop: Vec::new(),
+        user: String::new(),
+        deadline: None,
     }
 }
 
@@ -173,6 +178,8 @@ fn seeds_reproduce_and_limits_hold() {
             sampling,
             max_tokens: Some(24),
             stop: Vec::new(),
+            user: String::new(),
+            deadline: None,
         };
         wait(&submit(&e, req, None))
     };
@@ -241,4 +248,75 @@ fn prompts_beyond_the_context_are_refused() {
         .unwrap_err();
     assert!(matches!(err, EngineError::PromptTooLong { .. }), "{err}");
     assert!(err.to_string().contains(&n.to_string()));
+}
+
+/// One user's flood does not starve another: B's single request, sent after A queued many,
+/// finishes before any of A's although it asks for more tokens than each of A's. B is let in
+/// although A fills every slot, and then gets every other step (with turns per request instead
+/// of per user, A's first four would finish first).
+#[test]
+fn users_take_turns_under_a_flood() {
+    let Some(e) = engine_with(EngineConfig {
+        threads: 2,
+        max_active: 4,
+        ..EngineConfig::default()
+    }) else {
+        return;
+    };
+    let p = prompt(&e, "Tell me about the moon.");
+    let (tx, rx) = mpsc::channel::<&'static str>();
+    let send = |user: &'static str, max_tokens| {
+        let mut req = greedy(p.clone(), max_tokens);
+        req.user = user.into();
+        let done = submit(&e, req, None);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = wait(&done);
+            let _ = tx.send(user);
+        })
+    };
+    let flood: Vec<_> = (0..12).map(|_| send("a", 12)).collect();
+    let b = send("b", 20);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(300)).unwrap(), "b");
+    b.join().unwrap();
+    for h in flood {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn a_full_queue_refuses_more_and_recovers() {
+    let Some(e) = engine_with(EngineConfig {
+        threads: 1,
+        max_queue: 2,
+        ..EngineConfig::default()
+    }) else {
+        return;
+    };
+    let p = prompt(&e, "Hello");
+    let first = submit(&e, greedy(p.clone(), 8), None);
+    let second = submit(&e, greedy(p.clone(), 8), None);
+    let sink = Collect {
+        tokens: vec![],
+        text: String::new(),
+        done: None,
+        hang_up_after: None,
+    };
+    let err = e
+        .generate(greedy(p.clone(), 8), Box::new(sink))
+        .unwrap_err();
+    assert!(matches!(err, EngineError::QueueFull { limit: 2 }), "{err}");
+    wait(&first).result.unwrap();
+    wait(&second).result.unwrap();
+    // Room again.
+    wait(&submit(&e, greedy(p, 2), None)).result.unwrap();
+}
+
+#[test]
+fn requests_past_their_deadline_end_with_an_error() {
+    let Some(e) = engine(1) else { return };
+    let mut req = greedy(prompt(&e, "Count to a thousand."), 10_000);
+    req.deadline = Some(std::time::Instant::now());
+    let out = wait(&submit(&e, req, None));
+    assert!(out.result.unwrap_err().contains("time limit"));
 }
