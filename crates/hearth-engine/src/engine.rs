@@ -250,6 +250,9 @@ struct Sequence {
     decode_started: Option<Instant>,
 }
 
+/// A request not started yet.
+type Pending = (Box<GenerateRequest>, Box<dyn EventSink>);
+
 struct Worker {
     model: Llama,
     pool: ThreadPool,
@@ -260,7 +263,7 @@ struct Worker {
     /// Requests holding a KV cache, in the order they are next stepped (per user).
     active: VecDeque<Sequence>,
     /// Requests not started yet, per user, users in arrival order.
-    waiting: VecDeque<(String, VecDeque<(Box<GenerateRequest>, Box<dyn EventSink>)>)>,
+    waiting: VecDeque<(String, VecDeque<Pending>)>,
     /// Users with active requests, in the order they get their next step.
     turns: VecDeque<String>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
