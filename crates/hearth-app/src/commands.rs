@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hearth_catalog::{Catalog, ImportMode, PullPhase, PullProgress};
+use hearth_catalog::{Catalog, CatalogError, ImportMode, PullPhase, PullProgress};
 use hearth_config::{Config, Sources};
 use hearth_llm::{ChatRequest, GenerationOptions, Message, ModelService, StreamEvent};
 use serde_json::{Value, json};
@@ -124,6 +124,16 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", units[i])
+    }
+}
+
+/// Whether `name` is not installed (and so worth pulling). Any other problem (an invalid name, an
+/// imported file that changed) is returned as it is: a pull would only hide it.
+fn is_missing(catalog: &Catalog, name: &str) -> Result<bool, AppError> {
+    match catalog.get(name) {
+        Ok(_) => Ok(false),
+        Err(CatalogError::NotFound { .. }) => Ok(true),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -436,7 +446,7 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
     } else {
         crate::init_tracing("warn");
         let catalog = crate::open_catalog(&config)?;
-        if catalog.get(&model).is_err() {
+        if is_missing(&catalog, &model)? {
             eprintln!("{model} is not here yet; pulling it first.");
             pull_with_progress(&catalog, &model)?;
         }
@@ -452,6 +462,15 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
         let prompt = if prompt == "-" {
             let mut s = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            // `echo QUESTION | hearth run MODEL -` ends in a newline that is not part of the
+            // question (left in, it changes the answer); an empty prompt is a mistake.
+            s.truncate(s.trim_end().len());
+            if s.trim().is_empty() {
+                return Err(AppError::Message(
+                    "no prompt on stdin (`-` reads the prompt from stdin; pipe some text in)"
+                        .into(),
+                ));
+            }
             s
         } else {
             prompt
@@ -512,7 +531,7 @@ pub fn bench(g: &Global, args: BenchArgs) -> Result<(), AppError> {
         .model
         .clone()
         .unwrap_or_else(|| config.models.default.clone());
-    if catalog.get(&model).is_err() {
+    if is_missing(&catalog, &model)? {
         pull_with_progress(&catalog, &model)?;
     }
     let entry = catalog.get(&model)?;

@@ -1,4 +1,5 @@
 //! The `hearth` command: parse the command line, start logging, hand over to `hearth_app`.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
