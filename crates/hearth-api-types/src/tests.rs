@@ -36,10 +36,18 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
         stream: None,
         stream_options: None,
         response_format: None,
+        user: None,
     };
     check_parse(
-        json!({"model":"m","messages":[{"role":"user","content":"hi","name":"x"}],"user":"u","logit_bias":{}}),
+        json!({"model":"m","messages":[{"role":"user","content":"hi","name":"x"}],"logit_bias":{}}),
         base.clone(),
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi"}],"user":"u"}),
+        openai::ChatCompletionRequest {
+            user: Some("u".into()),
+            ..base.clone()
+        },
     );
     check_parse(
         json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stop":"\n"}),

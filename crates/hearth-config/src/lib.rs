@@ -293,7 +293,14 @@ impl Config {
         }
         let raw: Raw = Value::Table(root)
             .try_into()
-            .map_err(|e: toml::de::Error| invalid("", e.to_string().trim().to_owned()))?;
+            .map_err(|e: toml::de::Error| {
+                let message = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                invalid(format!("(layers: {})", sources.join(" → ")), message)
+            })?;
         Self::validate(raw, src, sources)
     }
 

@@ -12,7 +12,7 @@ use hearth_app::commands::{self, Global};
     version,
     about = "Private AI on your own machine: local models behind OpenAI- and Ollama-compatible APIs",
     after_help = "Start with `hearth serve`, then open the printed URL or point any OpenAI or Ollama client at it.\n\
-                  Settings: see `hearth config` (every key, its default, and where it came from)."
+                  Settings: `hearth config` prints the effective configuration and the layers it was read from."
 )]
 struct Cli {
     /// Read this config file too (after the system and user files).
