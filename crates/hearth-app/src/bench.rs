@@ -143,3 +143,165 @@ pub fn print_table(rows: &[Row]) {
         );
     }
 }
+
+/// One streamed chat request's timings.
+struct StreamResult {
+    ttft: f64,
+    tokens: u64,
+    end: f64,
+}
+
+/// Send one streaming chat request; times are seconds since `t0`.
+fn stream_once(
+    addr: std::net::SocketAddr,
+    model: &str,
+    t0: Instant,
+    user: &str,
+    prompt: &str,
+    max_tokens: usize,
+) -> Result<StreamResult, AppError> {
+    let body = serde_json::json!({
+        "model": model, "stream": true, "stream_options": {"include_usage": true},
+        "max_tokens": max_tokens, "temperature": 0.7, "seed": 1, "user": user,
+        "messages": [{"role": "user", "content": prompt}],
+    });
+    let mut resp = crate::client::request(addr, "POST", "/v1/chat/completions", Some(&body.to_string()))?;
+    let mut ttft = None;
+    let mut tokens = 0;
+    resp.for_each_line(|line| {
+        let Some(data) = line.strip_prefix("data: ") else {
+            return Ok(());
+        };
+        if data == "[DONE]" {
+            return Ok(());
+        }
+        let v: serde_json::Value = serde_json::from_str(data)
+            .map_err(|e| crate::client::ClientError::Protocol(e.to_string()))?;
+        if ttft.is_none() && v["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+            ttft = Some(t0.elapsed().as_secs_f64());
+        }
+        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+            tokens = n;
+        }
+        Ok(())
+    })?;
+    let end = t0.elapsed().as_secs_f64();
+    Ok(StreamResult {
+        ttft: ttft.unwrap_or(end),
+        tokens,
+        end,
+    })
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+const PROMPTS: [&str; 4] = [
+    "Write a long story about a lighthouse keeper.",
+    "Explain how rainbows form, in detail.",
+    "Describe a journey across the desert.",
+    "List many facts about the ocean.",
+];
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Serving under load, measured through the HTTP API of an in-process server: aggregate decode
+/// tokens/s and time to first token at each concurrency (ratios against one stream), fairness
+/// (user B's first token while user A keeps `flood` requests queued, against B alone), peak RSS.
+pub fn serve_bench(
+    addr: std::net::SocketAddr,
+    model: &str,
+    streams: &[usize],
+    tokens: usize,
+    flood: usize,
+) -> Result<(), AppError> {
+    // Warm up: load the model.
+    stream_once(addr, model, Instant::now(), "warmup", "Hello", 4)?;
+    println!(
+        "{:>7}  {:>16} {:>9}  {:>12} {:>12}",
+        "streams", "aggregate tok/s", "vs 1", "TTFT p50 ms", "TTFT p95 ms"
+    );
+    let mut single = None;
+    for &c in streams {
+        let rounds = 8usize.div_ceil(c).max(1);
+        let (mut ttfts, mut total_tokens, mut wall) = (Vec::new(), 0u64, 0f64);
+        for _ in 0..rounds {
+            let t0 = Instant::now();
+            let handles: Vec<_> = (0..c)
+                .map(|i| {
+                    let prompt = PROMPTS[i % PROMPTS.len()];
+                    let model = model.to_owned();
+                    std::thread::spawn(move || {
+                        stream_once(addr, &model, t0, &format!("u{i}"), prompt, tokens)
+                    })
+                })
+                .collect();
+            let mut end = 0f64;
+            for h in handles {
+                let r = h
+                    .join()
+                    .map_err(|_| AppError::Message("a bench client thread panicked".into()))??;
+                ttfts.push(r.ttft * 1000.0);
+                total_tokens += r.tokens;
+                end = end.max(r.end);
+            }
+            wall += end;
+        }
+        let agg = total_tokens as f64 / wall;
+        let base = *single.get_or_insert(agg);
+        println!(
+            "{c:>7}  {agg:>16.1} {:>8.2}x  {:>12.0} {:>12.0}",
+            agg / base,
+            percentile(ttfts.clone(), 0.5),
+            percentile(ttfts, 0.95)
+        );
+    }
+
+    // Fairness.
+    let b_alone: Vec<f64> = (0..3)
+        .map(|_| stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0))
+        .collect::<Result<_, _>>()?;
+    let t0 = Instant::now();
+    let flooders: Vec<_> = (0..flood)
+        .map(|i| {
+            let prompt = PROMPTS[i % PROMPTS.len()];
+            let model = model.to_owned();
+            std::thread::spawn(move || stream_once(addr, &model, t0, "a", prompt, tokens))
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let b_flood: Vec<f64> = (0..3)
+        .map(|_| stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0))
+        .collect::<Result<_, _>>()?;
+    for h in flooders {
+        let _ = h.join();
+    }
+    let (alone, flooded) = (median(b_alone), median(b_flood));
+    println!(
+        "\nfairness: user B's time to first token {flooded:.0} ms while user A keeps {flood} requests queued, \
+         {alone:.0} ms on an idle server: {:.2}x",
+        flooded / alone
+    );
+    if let Some(rss) = peak_rss() {
+        println!("peak RSS of this process (server and clients): {:.1} MB", rss as f64 / 1e6);
+    }
+    Ok(())
+}

@@ -47,7 +47,34 @@ pub struct RunArgs {
     pub seed: Option<u64>,
 }
 
-/// Arguments of `hearth bench`.
+/// What `hearth bench` measures.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Prefill and decode tokens/s of the model alone, against llama.cpp with --peer-python.
+    Speed(BenchArgs),
+    /// Serving under load through the HTTP API: aggregate decode tokens/s and time to first token
+    /// at each concurrency, fairness under one user's flood, peak memory.
+    Serve(ServeBenchArgs),
+}
+
+/// Arguments of `hearth bench serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeBenchArgs {
+    /// Model to measure (default: the configured default model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Concurrent streams to measure, comma separated.
+    #[arg(long, default_value = "1,2,4,8,16", value_delimiter = ',')]
+    pub streams: Vec<usize>,
+    /// Tokens each stream generates.
+    #[arg(long, default_value_t = 64)]
+    pub tokens: usize,
+    /// Requests user A keeps queued in the fairness measurement.
+    #[arg(long, default_value_t = 64)]
+    pub flood: usize,
+}
+
+/// Arguments of `hearth bench speed`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Model to measure (default: the configured default model).
@@ -523,7 +550,31 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
     Ok(())
 }
 
-pub fn bench(g: &Global, args: BenchArgs) -> Result<(), AppError> {
+pub fn bench(g: &Global, what: BenchCommand) -> Result<(), AppError> {
+    match what {
+        BenchCommand::Speed(args) => bench_speed(g, args),
+        BenchCommand::Serve(args) => bench_serve(g, args),
+    }
+}
+
+fn bench_serve(g: &Global, args: ServeBenchArgs) -> Result<(), AppError> {
+    let config = g.config()?;
+    let catalog = crate::open_catalog(&config)?;
+    let model = args.model.clone().unwrap_or_else(|| config.models.default.clone());
+    if is_missing(&catalog, &model)? {
+        pull_with_progress(&catalog, &model)?;
+    }
+    eprintln!(
+        "serving {model} on an in-process server; {} tokens per stream, engine.max_active = {}",
+        args.tokens, config.engine.max_active
+    );
+    let server = crate::Background::start(config)?;
+    let result = crate::bench::serve_bench(server.addr, &model, &args.streams, args.tokens, args.flood);
+    server.shutdown()?;
+    result
+}
+
+fn bench_speed(g: &Global, args: BenchArgs) -> Result<(), AppError> {
     use crate::bench::{Row, Subject, median, peer_speed, print_table};
     let config = g.config()?;
     let catalog = crate::open_catalog(&config)?;

@@ -142,3 +142,64 @@ pub async fn run(
     let _ = reaper.await;
     served.map_err(AppError::Io)
 }
+
+/// A server running on its own thread and runtime (benchmarks, tests); stopped on drop.
+pub struct Background {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), AppError>>>,
+}
+
+impl Background {
+    /// Serve `config` on 127.0.0.1 at a free port.
+    pub fn start(config: Config) -> Result<Self, AppError> {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let _ = addr_tx.send(listener.local_addr()?);
+                run(config, listener, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        });
+        match addr_rx.recv() {
+            Ok(addr) => Ok(Self {
+                addr,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Err(_) => Err(thread
+                .join()
+                .map_err(|_| AppError::Message("the server thread panicked".into()))?
+                .err()
+                .unwrap_or_else(|| AppError::Message("the server did not start".into()))),
+        }
+    }
+
+    /// Stop serving and wait for `run` to return its result.
+    pub fn shutdown(mut self) -> Result<(), AppError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), AppError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| AppError::Message("the server thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

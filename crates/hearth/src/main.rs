@@ -79,7 +79,8 @@ enum Command {
     /// Print the effective configuration and where each layer came from.
     Config,
     /// Measure speed: prefill and decode tokens/s, compared with llama.cpp when available.
-    Bench(commands::BenchArgs),
+    #[command(subcommand)]
+    Bench(commands::BenchCommand),
     /// Print the version.
     Version,
 }
@@ -120,7 +121,7 @@ fn main() -> std::process::ExitCode {
         Command::Rm { model } => commands::rm(&global, &model),
         Command::Ps => commands::ps(&global),
         Command::Config => commands::config(&global),
-        Command::Bench(args) => commands::bench(&global, args),
+        Command::Bench(what) => commands::bench(&global, what),
         Command::Version => {
             println!("hearth {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -15,9 +15,8 @@ use hearth_testkit::{golden_rows, test_model};
 use serde_json::{Value, json};
 
 struct Server {
+    inner: hearth_app::Background,
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
     _home: tempfile::TempDir,
 }
 
@@ -35,25 +34,10 @@ impl Server {
         catalog
             .import(&model, "smollm2:135m", ImportMode::Adopt)
             .unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                hearth_app::run(config, listener, async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .map_err(|e| e.to_string())
-            })
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let inner = hearth_app::Background::start(config).unwrap();
         Some(Self {
-            addr,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            addr: inner.addr,
+            inner,
             _home: home,
         })
     }
@@ -74,9 +58,8 @@ impl Server {
     }
 
     /// Stop the server and wait for `run` to return.
-    fn shutdown(mut self) -> Result<(), String> {
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap()
+    fn shutdown(self) -> Result<(), hearth_app::AppError> {
+        self.inner.shutdown()
     }
 }
 
