@@ -255,6 +255,18 @@ impl Llama {
         cache: &mut KvCache,
         all_logits: bool,
     ) -> Result<Vec<f32>, ModelError> {
+        // Enter the pool once: the parallel loops inside then run on its workers directly instead
+        // of handing each of the ~250 operations of a token over from this thread and back.
+        pool.install(|| self.forward_in_pool(pool, tokens, cache, all_logits))
+    }
+
+    fn forward_in_pool(
+        &self,
+        pool: &ThreadPool,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let n = tokens.len();
         if n == 0 {
