@@ -24,6 +24,14 @@ pub enum Isa {
     Avx512,
 }
 
+/// Cached keys and values of one kv head: position `p`'s vectors start at `p · stride`.
+#[derive(Debug, Clone, Copy)]
+pub struct KvView<'a> {
+    pub keys: &'a [f32],
+    pub values: &'a [f32],
+    pub stride: usize,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Kernels {
     pub isa: Isa,
@@ -60,6 +68,48 @@ impl Kernels {
     #[inline]
     pub fn dot_f32(self, a: &[f32], b: &[f32]) -> f32 {
         dot_f32(self.isa, a, b)
+    }
+
+    /// Attention of one query head over `span` cached positions (see the kernel's notes).
+    #[inline]
+    pub fn attend_head(
+        self,
+        q: &[f32],
+        kv: KvView<'_>,
+        span: usize,
+        scale: f32,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let KvView {
+            keys,
+            values,
+            stride,
+        } = kv;
+        let hd = q.len();
+        let fits = span > 0
+            && out.len() == hd
+            && scores.len() >= span
+            && keys.len() >= (span - 1) * stride + hd
+            && values.len() >= (span - 1) * stride + hd;
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 && fits && (hd == 64 || hd == 128) {
+            // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features;
+            // the lengths were checked above, as `avx512::attend_head` requires.
+            unsafe {
+                if hd == 64 {
+                    avx512::attend_head::<4>(q, kv, span, scale, scores, out);
+                } else {
+                    avx512::attend_head::<8>(q, kv, span, scale, scores, out);
+                }
+            }
+            return;
+        }
+        if !fits {
+            out.fill(f32::NAN);
+            return;
+        }
+        attend_head(self.isa, q, kv, span, scale, scores, out);
     }
 
     #[inline]
@@ -203,6 +253,20 @@ fn detect_avx512() -> bool {
 
 const LANES: usize = 32;
 
+/// Sum of `N` (a power of two) running sums by halving, so the compiler reduces a vector
+/// register in log₂ N shuffles and adds instead of N dependent scalar adds.
+#[inline(always)]
+fn hsum<const N: usize>(mut a: [f32; N]) -> f32 {
+    let mut w = N;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            a[i] += a[i + w];
+        }
+    }
+    a[0]
+}
+
 multiversion! { fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -218,7 +282,48 @@ multiversion! { fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
         tail += x * y;
     }
-    acc.iter().sum::<f32>() + tail
+    hsum(acc) + tail
+}}
+
+multiversion! {
+/// Causal attention of one query head `q` (`hd` floats) over `span` cached positions: position
+/// `p`'s key and value start at `p · stride` in `keys` and `values`. `scores` holds `span`
+/// floats of scratch; `out` (`hd` floats) receives the softmax-weighted sum of the values.
+fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) {
+    let KvView { keys, values, stride } = kv;
+    let hd = q.len();
+    let scores = &mut scores[..span];
+    let mut max = f32::NEG_INFINITY;
+    for (p, sc) in scores.iter_mut().enumerate() {
+        let kp = &keys[p * stride..p * stride + hd];
+        let mut acc = [0f32; 16];
+        let mut ck = kp.chunks_exact(16);
+        let mut cq = q.chunks_exact(16);
+        for (a, b) in (&mut ck).zip(&mut cq) {
+            for i in 0..16 {
+                acc[i] += a[i] * b[i];
+            }
+        }
+        let mut s = hsum(acc);
+        for (a, b) in ck.remainder().iter().zip(cq.remainder()) {
+            s += a * b;
+        }
+        *sc = s * scale;
+        max = max.max(*sc);
+    }
+    let mut sum = 0.0;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    out.fill(0.0);
+    for (p, &sc) in scores.iter().enumerate() {
+        let w = sc * inv;
+        for (o, &v) in out.iter_mut().zip(&values[p * stride..p * stride + hd]) {
+            *o += w * v;
+        }
+    }
 }}
 
 multiversion! { fn axpy(out: &mut [f32], w: f32, v: &[f32]) {
@@ -276,7 +381,7 @@ multiversion! { fn dot_q4_1(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += d * (lo * x0[j] + hi * x1[j]) + m * (x0[j] + x1[j]);
         }
     }
-    acc.iter().sum()
+    hsum(acc)
 }}
 
 multiversion! { fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
@@ -291,7 +396,7 @@ multiversion! { fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += d * (lo * x0[j] + hi * x1[j]);
         }
     }
-    acc.iter().sum()
+    hsum(acc)
 }}
 
 multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
@@ -303,7 +408,7 @@ multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += d * (f32::from(qs[j] as i8) * xs[j]);
         }
     }
-    acc.iter().sum()
+    hsum(acc)
 }}
 
 /// Weight rows multiplied together by [`Kernels::gemm_tile`].
@@ -355,10 +460,10 @@ mod avx512 {
         __m128i, __m512, _MM_HINT_T0, _mm_and_si128, _mm_loadu_si128, _mm_prefetch, _mm_set1_epi8,
         _mm_srli_epi16, _mm512_add_ps, _mm512_cvtepi8_epi32, _mm512_cvtepi32_ps,
         _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mul_ps,
-        _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
     };
 
-    use super::{TILE_LANES, TILE_ROWS, TILE_TOKENS};
+    use super::{KvView, TILE_LANES, TILE_ROWS, TILE_TOKENS};
 
     /// `TILE_ROWS × T` dot products of the rows at `w` (stride `cols`) with the tokens at `x`
     /// (stride `cols`), in `TILE_ROWS × T` registers.
@@ -397,6 +502,63 @@ mod avx512 {
             }
         }
         res
+    }
+
+    /// Attention of one head of `C × 16` floats (see [`super::Kernels::attend_head`]), with the
+    /// query and the output held in registers.
+    ///
+    /// # Safety
+    /// AVX-512F and FMA are available; `q` and `out` hold `C × 16` floats, `scores` at least
+    /// `span ≥ 1`, `keys` and `values` at least `(span − 1) · stride + C × 16`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn attend_head<const C: usize>(
+        q: &[f32],
+        kv: KvView<'_>,
+        span: usize,
+        scale: f32,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let KvView {
+            keys,
+            values,
+            stride,
+        } = kv;
+        let mut qv = [_mm512_setzero_ps(); C];
+        for (i, v) in qv.iter_mut().enumerate() {
+            // SAFETY: `q` holds `C × 16` floats.
+            *v = unsafe { _mm512_loadu_ps(q.as_ptr().add(i * 16)) };
+        }
+        let mut max = f32::NEG_INFINITY;
+        for (p, sc) in scores[..span].iter_mut().enumerate() {
+            let kp = keys[p * stride..].as_ptr();
+            let mut acc = _mm512_setzero_ps();
+            for (i, v) in qv.iter().enumerate() {
+                // SAFETY: position `p < span` has `C × 16` floats at `p · stride` in `keys`.
+                acc = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, acc);
+            }
+            *sc = _mm512_reduce_add_ps(acc) * scale;
+            max = max.max(*sc);
+        }
+        let mut sum = 0.0;
+        for sc in scores[..span].iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += *sc;
+        }
+        let inv = 1.0 / sum;
+        let mut o = [_mm512_setzero_ps(); C];
+        for (p, &sc) in scores[..span].iter().enumerate() {
+            let vp = values[p * stride..].as_ptr();
+            let w = _mm512_set1_ps(sc * inv);
+            for (i, a) in o.iter_mut().enumerate() {
+                // SAFETY: as for the keys.
+                *a = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(vp.add(i * 16)) }, *a);
+            }
+        }
+        for (i, a) in o.iter().enumerate() {
+            // SAFETY: `out` holds `C × 16` floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(i * 16), *a) };
+        }
     }
 
     /// The packed block formats with a fused AVX-512 kernel (a const parameter of the kernels,
