@@ -5,6 +5,7 @@ use hearth_gguf::{GgmlType, GgufFile};
 use rayon::prelude::*;
 
 use crate::ModelError;
+use crate::kernels::simd::{Kernels, KvView};
 use crate::kernels::{self, QMatrix, ThreadPool};
 
 /// Hyper-parameters resolved from GGUF metadata.
@@ -255,6 +256,18 @@ impl Llama {
         cache: &mut KvCache,
         all_logits: bool,
     ) -> Result<Vec<f32>, ModelError> {
+        // Enter the pool once: the parallel loops inside then run on its workers directly instead
+        // of handing each of the ~250 operations of a token over from this thread and back.
+        pool.install(|| self.forward_in_pool(pool, tokens, cache, all_logits))
+    }
+
+    fn forward_in_pool(
+        &self,
+        pool: &ThreadPool,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let n = tokens.len();
         if n == 0 {
@@ -292,9 +305,16 @@ impl Llama {
         for (li, layer) in self.layers.iter().enumerate() {
             h.copy_from_slice(&x);
             kernels::rms_norm(&mut h, &layer.attn_norm, c.rms_eps);
-            kernels::matmul(pool, &layer.wq, &h, n, &mut q);
-            kernels::matmul(pool, &layer.wk, &h, n, &mut k);
-            kernels::matmul(pool, &layer.wv, &h, n, &mut v);
+            // Independent products run as one parallel region (one wait instead of three).
+            rayon::join(
+                || kernels::matmul(pool, &layer.wq, &h, n, &mut q),
+                || {
+                    rayon::join(
+                        || kernels::matmul(pool, &layer.wk, &h, n, &mut k),
+                        || kernels::matmul(pool, &layer.wv, &h, n, &mut v),
+                    )
+                },
+            );
             for t in 0..n {
                 let pos = start + t;
                 kernels::rope(
@@ -320,8 +340,10 @@ impl Llama {
 
             h.copy_from_slice(&x);
             kernels::rms_norm(&mut h, &layer.ffn_norm, c.rms_eps);
-            kernels::matmul(pool, &layer.w_gate, &h, n, &mut gate);
-            kernels::matmul(pool, &layer.w_up, &h, n, &mut up);
+            rayon::join(
+                || kernels::matmul(pool, &layer.w_gate, &h, n, &mut gate),
+                || kernels::matmul(pool, &layer.w_up, &h, n, &mut up),
+            );
             kernels::swiglu(&mut gate, &up);
             kernels::matmul(pool, &layer.w_down, &gate, n, &mut o);
             for (xi, oi) in x.iter_mut().zip(&o) {
@@ -362,21 +384,29 @@ impl Llama {
         let kv_dim = c.kv_dim();
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
+        let k = Kernels::get();
         pool.install(|| {
-            out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
-                let (t, head) = (i / c.n_head, i % c.n_head);
-                let kvh = head / group;
-                let qv = &q[t * c.n_head * hd + head * hd..][..hd];
-                let span = start + t + 1;
-                let mut scores: Vec<f32> = (0..span)
-                    .map(|p| kernels::dot(qv, &keys[p * kv_dim + kvh * hd..][..hd]) * scale)
-                    .collect();
-                kernels::softmax(&mut scores);
-                o.fill(0.0);
-                for (p, &w) in scores.iter().enumerate() {
-                    kernels::axpy(o, w, &values[p * kv_dim + kvh * hd..][..hd]);
-                }
-            });
+            out.par_chunks_mut(hd)
+                .enumerate()
+                .for_each_init(Vec::new, |scores, (i, o)| {
+                    let (t, head) = (i / c.n_head, i % c.n_head);
+                    let kvh = head / group;
+                    let qv = &q[t * c.n_head * hd + head * hd..][..hd];
+                    let span = start + t + 1;
+                    scores.resize(span, 0.0);
+                    k.attend_head(
+                        qv,
+                        KvView {
+                            keys: &keys[kvh * hd..],
+                            values: &values[kvh * hd..],
+                            stride: kv_dim,
+                        },
+                        span,
+                        scale,
+                        scores,
+                        o,
+                    );
+                });
         });
     }
 }

@@ -163,38 +163,63 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix, x: &[f32], n: usize, out: &mut [f3
     debug_assert_eq!(out.len(), n * w.rows);
     let k = simd::Kernels::get();
     if n == 1 {
-        let chunk = w.rows.div_ceil(pool.threads() * 4).max(16);
+        let chunk = w
+            .rows
+            .div_ceil(pool.threads() * 4)
+            .next_multiple_of(simd::TILE_ROWS)
+            .max(16);
         pool.install(|| {
             out.par_chunks_mut(chunk).enumerate().for_each(|(ci, o)| {
-                let mut scratch = vec![0f32; w.cols];
-                for (i, y) in o.iter_mut().enumerate() {
-                    let r = ci * chunk + i;
-                    *y = k.dot_row(w.ty, w.row(r), x, &mut scratch);
-                }
+                let mut scratch = if packed_block_bytes(w.ty).is_some() {
+                    Vec::new()
+                } else {
+                    vec![0f32; w.cols]
+                };
+                let r0 = ci * chunk;
+                let rows = &w.data[r0 * w.row_bytes..(r0 + o.len()) * w.row_bytes];
+                k.gemv(w.ty, rows, w.row_bytes, x, o, &mut scratch);
             });
         });
         return;
     }
-    // Several tokens: dequantize each row once and reuse it for every token.
+    // Several tokens: dequantize `TILE_ROWS` rows at a time into a small tile that stays in L1
+    // and multiply it with every token, several rows × several tokens at once in registers.
+    let tr = simd::TILE_ROWS;
     let mut out_t = vec![0f32; n * w.rows];
-    let chunk = w.rows.div_ceil(pool.threads() * 4).max(8);
+    let chunk = w.rows.div_ceil(pool.threads() * 4).next_multiple_of(tr);
     pool.install(|| {
         out_t
             .par_chunks_mut(chunk * n)
             .enumerate()
             .for_each(|(ci, o)| {
-                let mut row = vec![0f32; w.cols];
-                for (i, ys) in o.chunks_exact_mut(n).enumerate() {
-                    w.dequantize_row(ci * chunk + i, &mut row);
-                    for (t, y) in ys.iter_mut().enumerate() {
-                        *y = k.dot_f32(&row, &x[t * w.cols..(t + 1) * w.cols]);
+                let mut tile = vec![0f32; tr * w.cols];
+                for (bi, ob) in o.chunks_mut(tr * n).enumerate() {
+                    let r0 = ci * chunk + bi * tr;
+                    let valid = ob.len() / n;
+                    for (i, tr) in tile.chunks_exact_mut(w.cols).enumerate() {
+                        if i < valid {
+                            k.dequantize_row(w.ty, w.row(r0 + i), tr);
+                        } else {
+                            tr.fill(0.0);
+                        }
                     }
+                    k.gemm_tile(&tile, w.cols, x, n, ob);
                 }
             });
     });
-    for r in 0..w.rows {
-        for t in 0..n {
-            out[t * w.rows + r] = out_t[r * n + t];
+    transpose(&out_t, w.rows, n, out);
+}
+
+/// `dst[c][r] = src[r][c]` for a `rows × cols` matrix `src`, in cache-sized blocks.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
         }
     }
 }

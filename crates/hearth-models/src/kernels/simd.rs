@@ -14,12 +14,22 @@ use std::sync::OnceLock;
 
 use hearth_gguf::GgmlType;
 
+use super::packed_block_bytes;
+
 /// Which instruction set a kernel table uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     Portable,
     Avx2,
     Avx512,
+}
+
+/// Cached keys and values of one kv head: position `p`'s vectors start at `p · stride`.
+#[derive(Debug, Clone, Copy)]
+pub struct KvView<'a> {
+    pub keys: &'a [f32],
+    pub values: &'a [f32],
+    pub stride: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,9 +70,108 @@ impl Kernels {
         dot_f32(self.isa, a, b)
     }
 
+    /// Attention of one query head over `span` cached positions (see the kernel's notes).
+    #[inline]
+    pub fn attend_head(
+        self,
+        q: &[f32],
+        kv: KvView<'_>,
+        span: usize,
+        scale: f32,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let KvView {
+            keys,
+            values,
+            stride,
+        } = kv;
+        let hd = q.len();
+        let fits = span > 0
+            && out.len() == hd
+            && scores.len() >= span
+            && keys.len() >= (span - 1) * stride + hd
+            && values.len() >= (span - 1) * stride + hd;
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 && fits && (hd == 64 || hd == 128) {
+            // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features;
+            // the lengths were checked above, as `avx512::attend_head` requires.
+            unsafe {
+                if hd == 64 {
+                    avx512::attend_head::<4>(q, kv, span, scale, scores, out);
+                } else {
+                    avx512::attend_head::<8>(q, kv, span, scale, scores, out);
+                }
+            }
+            return;
+        }
+        if !fits {
+            out.fill(f32::NAN);
+            return;
+        }
+        attend_head(self.isa, q, kv, span, scale, scores, out);
+    }
+
     #[inline]
     pub fn axpy(self, out: &mut [f32], w: f32, v: &[f32]) {
         axpy(self.isa, out, w, v)
+    }
+
+    /// `out[r·n + t] = Σ_c w[r][c] · x[t][c]` for the first `out.len() / n` of the
+    /// [`TILE_ROWS`] rows of `w` (`TILE_ROWS × cols`, dequantized) and the `n` tokens of `x`
+    /// (`n × cols`).
+    #[inline]
+    pub fn gemm_tile(self, w: &[f32], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+        gemm_tile(self.isa, w, cols, x, n, out);
+    }
+
+    /// `out[i] = row(i) · x` for `out.len()` consecutive rows of `row_bytes` bytes each in
+    /// `rows` (a matrix-vector product; `scratch` holds `x.len()` floats for formats without a
+    /// fused kernel).
+    pub fn gemv(
+        self,
+        ty: GgmlType,
+        rows: &[u8],
+        row_bytes: usize,
+        x: &[f32],
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        if rows.len() < out.len() * row_bytes {
+            out.fill(f32::NAN);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let fmt = match ty {
+                GgmlType::Q4_0 => Some(avx512::Fmt::Q4_0),
+                GgmlType::Q4_1 => Some(avx512::Fmt::Q4_1),
+                GgmlType::Q8_0 => Some(avx512::Fmt::Q8_0),
+                _ => None,
+            };
+            if let Some(fmt) = fmt
+                && packed_block_bytes(ty).map(|pb| x.len() / 32 * pb) == Some(row_bytes)
+                && x.len().is_multiple_of(32)
+            {
+                // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the
+                // features; `rows` holds `out.len()` rows of `row_bytes` = the packed size of
+                // `x.len() / 32` blocks (checked above), as `avx512::gemv` requires.
+                unsafe { avx512::gemv(fmt, rows, row_bytes, x, out) };
+                return;
+            }
+        }
+        for (i, y) in out.iter_mut().enumerate() {
+            *y = self.dot_row(ty, &rows[i * row_bytes..(i + 1) * row_bytes], x, scratch);
+        }
+    }
+
+    /// Dequantize a row of packed blocks (see [`super::dequantize_row`]).
+    #[inline]
+    pub fn dequantize_row(self, ty: GgmlType, row: &[u8], out: &mut [f32]) {
+        match packed_block_bytes(ty) {
+            Some(_) => dequantize_packed_row(self.isa, ty, row, out),
+            None => super::dequantize_row(ty, row, out),
+        }
     }
 
     /// Dot product of one quantized row with `x`; `scratch` holds `x.len()` floats for formats
@@ -144,6 +253,20 @@ fn detect_avx512() -> bool {
 
 const LANES: usize = 32;
 
+/// Sum of `N` (a power of two) running sums by halving, so the compiler reduces a vector
+/// register in log₂ N shuffles and adds instead of N dependent scalar adds.
+#[inline(always)]
+fn hsum<const N: usize>(mut a: [f32; N]) -> f32 {
+    let mut w = N;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            a[i] += a[i + w];
+        }
+    }
+    a[0]
+}
+
 multiversion! { fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -159,7 +282,48 @@ multiversion! { fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
         tail += x * y;
     }
-    acc.iter().sum::<f32>() + tail
+    hsum(acc) + tail
+}}
+
+multiversion! {
+/// Causal attention of one query head `q` (`hd` floats) over `span` cached positions: position
+/// `p`'s key and value start at `p · stride` in `keys` and `values`. `scores` holds `span`
+/// floats of scratch; `out` (`hd` floats) receives the softmax-weighted sum of the values.
+fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) {
+    let KvView { keys, values, stride } = kv;
+    let hd = q.len();
+    let scores = &mut scores[..span];
+    let mut max = f32::NEG_INFINITY;
+    for (p, sc) in scores.iter_mut().enumerate() {
+        let kp = &keys[p * stride..p * stride + hd];
+        let mut acc = [0f32; 16];
+        let mut ck = kp.chunks_exact(16);
+        let mut cq = q.chunks_exact(16);
+        for (a, b) in (&mut ck).zip(&mut cq) {
+            for i in 0..16 {
+                acc[i] += a[i] * b[i];
+            }
+        }
+        let mut s = hsum(acc);
+        for (a, b) in ck.remainder().iter().zip(cq.remainder()) {
+            s += a * b;
+        }
+        *sc = s * scale;
+        max = max.max(*sc);
+    }
+    let mut sum = 0.0;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    out.fill(0.0);
+    for (p, &sc) in scores.iter().enumerate() {
+        let w = sc * inv;
+        for (o, &v) in out.iter_mut().zip(&values[p * stride..p * stride + hd]) {
+            *o += w * v;
+        }
+    }
 }}
 
 multiversion! { fn axpy(out: &mut [f32], w: f32, v: &[f32]) {
@@ -174,6 +338,7 @@ fn f32_at(b: &[u8], i: usize) -> f32 {
 }
 
 /// Dequantize one repacked block (see `packed_block_bytes`).
+#[inline(always)]
 pub fn dequantize_packed_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
     match ty {
         GgmlType::Q4_1 => {
@@ -216,7 +381,7 @@ multiversion! { fn dot_q4_1(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += d * (lo * x0[j] + hi * x1[j]) + m * (x0[j] + x1[j]);
         }
     }
-    acc.iter().sum()
+    hsum(acc)
 }}
 
 multiversion! { fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
@@ -231,7 +396,7 @@ multiversion! { fn dot_q4_0(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += d * (lo * x0[j] + hi * x1[j]);
         }
     }
-    acc.iter().sum()
+    hsum(acc)
 }}
 
 multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
@@ -243,5 +408,337 @@ multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
             acc[j] += d * (f32::from(qs[j] as i8) * xs[j]);
         }
     }
-    acc.iter().sum()
+    hsum(acc)
+}}
+
+/// Weight rows multiplied together by [`Kernels::gemm_tile`].
+pub const TILE_ROWS: usize = 4;
+/// Tokens multiplied together in registers by [`Kernels::gemm_tile`].
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    expect(dead_code, reason = "used by the AVX-512 kernel")
+)]
+const TILE_TOKENS: usize = 4;
+/// Accumulator width: one AVX-512 register of f32.
+#[cfg_attr(
+    not(target_arch = "x86_64"),
+    expect(dead_code, reason = "used by the AVX-512 kernel")
+)]
+const TILE_LANES: usize = 16;
+
+/// Portable form of [`Kernels::gemm_tile`] (and the one AVX2 uses): one vectorised dot product
+/// per (row, token).
+#[inline(always)]
+fn gemm_tile_by_dots(isa: Isa, w: &[f32], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    for (r, o) in out.chunks_exact_mut(n).enumerate().take(TILE_ROWS) {
+        let wr = &w[r * cols..(r + 1) * cols];
+        for (t, y) in o.iter_mut().enumerate() {
+            *y = dot_f32(isa, wr, &x[t * cols..(t + 1) * cols]);
+        }
+    }
+}
+
+fn gemm_tile(isa: Isa, w: &[f32], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    let rows = (out.len() / n.max(1)).min(TILE_ROWS);
+    if w.len() < TILE_ROWS * cols || x.len() < n * cols {
+        out.fill(f32::NAN);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && cols.is_multiple_of(TILE_LANES) {
+        // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features; the
+        // slice lengths were checked above, as `avx512::gemm_tile` requires.
+        unsafe { avx512::gemm_tile(w, cols, x, n, &mut out[..rows * n]) };
+        return;
+    }
+    gemm_tile_by_dots(isa, w, cols, x, n, &mut out[..rows * n]);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m128i, __m512, _MM_HINT_T0, _mm_and_si128, _mm_loadu_si128, _mm_prefetch, _mm_set1_epi8,
+        _mm_srli_epi16, _mm512_add_ps, _mm512_cvtepi8_epi32, _mm512_cvtepi32_ps,
+        _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mul_ps,
+        _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+
+    use super::{KvView, TILE_LANES, TILE_ROWS, TILE_TOKENS};
+
+    /// `TILE_ROWS × T` dot products of the rows at `w` (stride `cols`) with the tokens at `x`
+    /// (stride `cols`), in `TILE_ROWS × T` registers.
+    ///
+    /// # Safety
+    /// AVX-512F and FMA are available; `w` holds `TILE_ROWS × cols` floats and `x` holds
+    /// `T × cols`; `cols` is a multiple of `TILE_LANES`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn block<const T: usize>(
+        w: *const f32,
+        x: *const f32,
+        cols: usize,
+    ) -> [[f32; T]; TILE_ROWS] {
+        let mut acc = [[_mm512_setzero_ps(); T]; TILE_ROWS];
+        let mut c = 0;
+        while c < cols {
+            let mut wv: [__m512; TILE_ROWS] = [_mm512_setzero_ps(); TILE_ROWS];
+            for (r, v) in wv.iter_mut().enumerate() {
+                // SAFETY: `r * cols + c + 16 ≤ TILE_ROWS × cols` (the caller's contract).
+                *v = unsafe { _mm512_loadu_ps(w.add(r * cols + c)) };
+            }
+            for t in 0..T {
+                // SAFETY: `t * cols + c + 16 ≤ T × cols` (the caller's contract).
+                let xv = unsafe { _mm512_loadu_ps(x.add(t * cols + c)) };
+                for (a, wr) in acc.iter_mut().zip(&wv) {
+                    a[t] = _mm512_fmadd_ps(*wr, xv, a[t]);
+                }
+            }
+            c += TILE_LANES;
+        }
+        let mut res = [[0f32; T]; TILE_ROWS];
+        for (rr, ar) in res.iter_mut().zip(&acc) {
+            for (y, a) in rr.iter_mut().zip(ar) {
+                *y = _mm512_reduce_add_ps(*a);
+            }
+        }
+        res
+    }
+
+    /// Attention of one head of `C × 16` floats (see [`super::Kernels::attend_head`]), with the
+    /// query and the output held in registers.
+    ///
+    /// # Safety
+    /// AVX-512F and FMA are available; `q` and `out` hold `C × 16` floats, `scores` at least
+    /// `span ≥ 1`, `keys` and `values` at least `(span − 1) · stride + C × 16`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn attend_head<const C: usize>(
+        q: &[f32],
+        kv: KvView<'_>,
+        span: usize,
+        scale: f32,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let KvView {
+            keys,
+            values,
+            stride,
+        } = kv;
+        let mut qv = [_mm512_setzero_ps(); C];
+        for (i, v) in qv.iter_mut().enumerate() {
+            // SAFETY: `q` holds `C × 16` floats.
+            *v = unsafe { _mm512_loadu_ps(q.as_ptr().add(i * 16)) };
+        }
+        let mut max = f32::NEG_INFINITY;
+        for (p, sc) in scores[..span].iter_mut().enumerate() {
+            let kp = keys[p * stride..].as_ptr();
+            let mut acc = _mm512_setzero_ps();
+            for (i, v) in qv.iter().enumerate() {
+                // SAFETY: position `p < span` has `C × 16` floats at `p · stride` in `keys`.
+                acc = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, acc);
+            }
+            *sc = _mm512_reduce_add_ps(acc) * scale;
+            max = max.max(*sc);
+        }
+        let mut sum = 0.0;
+        for sc in scores[..span].iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += *sc;
+        }
+        let inv = 1.0 / sum;
+        let mut o = [_mm512_setzero_ps(); C];
+        for (p, &sc) in scores[..span].iter().enumerate() {
+            let vp = values[p * stride..].as_ptr();
+            let w = _mm512_set1_ps(sc * inv);
+            for (i, a) in o.iter_mut().enumerate() {
+                // SAFETY: as for the keys.
+                *a = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(vp.add(i * 16)) }, *a);
+            }
+        }
+        for (i, a) in o.iter().enumerate() {
+            // SAFETY: `out` holds `C × 16` floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(i * 16), *a) };
+        }
+    }
+
+    /// The packed block formats with a fused AVX-512 kernel (a const parameter of the kernels,
+    /// so each format gets its own loop).
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Fmt {
+        Q4_0,
+        Q4_1,
+        Q8_0,
+    }
+    const Q4_0: u8 = 0;
+    const Q4_1: u8 = 1;
+    const Q8_0: u8 = 2;
+
+    /// Dot products of `R` packed rows at `w` (stride `row_bytes`) with the `blocks × 32`
+    /// floats at `x`. Each row keeps two running sums (scaled products, and offsets times the
+    /// block sums of `x`), reduced once at the end.
+    ///
+    /// # Safety
+    /// AVX-512F/BW and FMA are available; `w` holds `R` rows of `row_bytes` bytes, each at least
+    /// `blocks` packed blocks of `fmt`; `x` holds `blocks × 32` floats.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn quant_rows<const F: u8, const R: usize>(
+        w: *const u8,
+        row_bytes: usize,
+        x: *const f32,
+        blocks: usize,
+    ) -> [f32; R] {
+        let mask = _mm_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut accm = [_mm512_setzero_ps(); R];
+        for b in 0..blocks {
+            // SAFETY: block `b` of `x` is inside its `blocks × 32` floats.
+            let (x0, x1) = unsafe {
+                (
+                    _mm512_loadu_ps(x.add(b * 32)),
+                    _mm512_loadu_ps(x.add(b * 32 + 16)),
+                )
+            };
+            let xs = _mm512_add_ps(x0, x1);
+            for r in 0..R {
+                match F {
+                    Q4_1 | Q4_0 => {
+                        let (pb, qo) = if F == Q4_1 { (24, 8) } else { (20, 4) };
+                        // SAFETY: block `b` of row `r` is inside `w` (the caller's contract);
+                        // packed blocks hold f32 scales at offsets 0 (and 4 for Q4_1), then
+                        // 16 bytes of nibbles at `qo`.
+                        let (d, m, q) = unsafe {
+                            let p = w.add(r * row_bytes + b * pb);
+                            _mm_prefetch::<_MM_HINT_T0>(
+                                p.wrapping_add(4 * R * row_bytes) as *const i8
+                            );
+                            let d = (p as *const f32).read_unaligned();
+                            let m = if F == Q4_1 {
+                                (p.add(4) as *const f32).read_unaligned()
+                            } else {
+                                -8.0 * d
+                            };
+                            (d, m, _mm_loadu_si128(p.add(qo) as *const __m128i))
+                        };
+                        let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, mask)));
+                        let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
+                            _mm_srli_epi16(q, 4),
+                            mask,
+                        )));
+                        let part = _mm512_fmadd_ps(hi, x1, _mm512_mul_ps(lo, x0));
+                        acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d), part, acc[r]);
+                        accm[r] = _mm512_fmadd_ps(_mm512_set1_ps(m), xs, accm[r]);
+                    }
+                    _ => {
+                        // SAFETY: as above; Q8_0 blocks are an f32 scale and 32 signed bytes.
+                        let (d, q0, q1) = unsafe {
+                            let p = w.add(r * row_bytes + b * 36);
+                            _mm_prefetch::<_MM_HINT_T0>(
+                                p.wrapping_add(4 * R * row_bytes) as *const i8
+                            );
+                            (
+                                (p as *const f32).read_unaligned(),
+                                _mm_loadu_si128(p.add(4) as *const __m128i),
+                                _mm_loadu_si128(p.add(20) as *const __m128i),
+                            )
+                        };
+                        let w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0));
+                        let w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1));
+                        let part = _mm512_fmadd_ps(w1, x1, _mm512_mul_ps(w0, x0));
+                        acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d), part, acc[r]);
+                    }
+                }
+            }
+        }
+        let mut res = [0f32; R];
+        for r in 0..R {
+            res[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], accm[r]));
+        }
+        res
+    }
+
+    /// # Safety
+    /// AVX-512F/BW and FMA are available; `x.len()` is a multiple of 32 and `rows` holds
+    /// `out.len()` rows of `row_bytes` bytes, each the packed blocks of `fmt` for `x.len() / 32`
+    /// blocks.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub(super) unsafe fn gemv(fmt: Fmt, rows: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
+        // SAFETY: the contract is passed on unchanged.
+        unsafe {
+            match fmt {
+                Fmt::Q4_0 => gemv_fmt::<Q4_0>(rows, row_bytes, x, out),
+                Fmt::Q4_1 => gemv_fmt::<Q4_1>(rows, row_bytes, x, out),
+                Fmt::Q8_0 => gemv_fmt::<Q8_0>(rows, row_bytes, x, out),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As for [`gemv`], with the format `F`.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn gemv_fmt<const F: u8>(rows: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
+        let blocks = x.len() / 32;
+        let mut chunks = out.chunks_exact_mut(TILE_ROWS);
+        let mut r0 = 0;
+        for o in &mut chunks {
+            // SAFETY: rows `r0..r0 + TILE_ROWS` are inside `rows` (the caller's contract).
+            let res = unsafe {
+                quant_rows::<F, TILE_ROWS>(
+                    rows[r0 * row_bytes..].as_ptr(),
+                    row_bytes,
+                    x.as_ptr(),
+                    blocks,
+                )
+            };
+            o.copy_from_slice(&res);
+            r0 += TILE_ROWS;
+        }
+        for y in chunks.into_remainder() {
+            // SAFETY: row `r0` is inside `rows` (the caller's contract).
+            let res = unsafe {
+                quant_rows::<F, 1>(
+                    rows[r0 * row_bytes..].as_ptr(),
+                    row_bytes,
+                    x.as_ptr(),
+                    blocks,
+                )
+            };
+            *y = res[0];
+            r0 += 1;
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F and FMA are available; `w.len() ≥ TILE_ROWS × cols`, `x.len() ≥ n × cols`,
+    /// `cols.is_multiple_of(TILE_LANES)`; `out` is `rows × n` with `rows ≤ TILE_ROWS`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn gemm_tile(w: &[f32], cols: usize, x: &[f32], n: usize, out: &mut [f32]) {
+        let mut t0 = 0;
+        while t0 < n {
+            let xp = x[t0 * cols..].as_ptr();
+            if n - t0 >= TILE_TOKENS {
+                // SAFETY: tokens `t0..t0 + TILE_TOKENS` lie inside `x`; see the contract.
+                let res = unsafe { block::<TILE_TOKENS>(w.as_ptr(), xp, cols) };
+                for (o, rr) in out.chunks_exact_mut(n).zip(&res) {
+                    o[t0..t0 + TILE_TOKENS].copy_from_slice(rr);
+                }
+                t0 += TILE_TOKENS;
+            } else {
+                // SAFETY: token `t0` lies inside `x`; see the contract.
+                let res = unsafe { block::<1>(w.as_ptr(), xp, cols) };
+                for (o, rr) in out.chunks_exact_mut(n).zip(&res) {
+                    o[t0] = rr[0];
+                }
+                t0 += 1;
+            }
+        }
+    }
+}
+
+multiversion! { fn dequantize_packed_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    if let Some(pb) = packed_block_bytes(ty) {
+        for (b, y) in row.chunks_exact(pb).zip(out.chunks_exact_mut(32)) {
+            dequantize_packed_block(ty, b, y);
+        }
+    }
 }}

@@ -90,7 +90,7 @@ fn matmul_matches_naive_for_one_and_many_tokens() {
         })
         .collect();
     let w = QMatrix::new(GgmlType::Q4_1, rows, cols, &data).unwrap();
-    for n in [1, 3] {
+    for n in [1, 3, 4, 6, 9] {
         let x: Vec<f32> = (0..n * cols).map(|i| (i % 13) as f32 / 7.0 - 0.9).collect();
         let mut out = vec![0f32; n * rows];
         matmul(&pool, &w, &x, n, &mut out);
@@ -118,4 +118,101 @@ fn softmax_and_rope_basics() {
     rope(&mut v, 4, 7, &[1.0, 0.01]);
     assert!((v[0].hypot(v[1]) - 5f32.sqrt()).abs() < 1e-5);
     assert!((v[2].hypot(v[3]) - 5.0).abs() < 1e-5);
+}
+
+/// Random packed rows of `ty` with sane scales: `rows` rows of `blocks` blocks.
+fn random_rows(ty: GgmlType, rows: usize, blocks: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
+    let ts = ty.type_size() as usize;
+    let mut ggml: Vec<u8> = (0..rows * blocks * ts)
+        .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 13) as u8)
+        .collect();
+    for (i, b) in ggml.chunks_exact_mut(ts).enumerate() {
+        b[..2].copy_from_slice(&f32_to_f16(0.01 + (i % 7) as f32 / 64.0).to_le_bytes());
+        if ty == GgmlType::Q4_1 {
+            b[2..4].copy_from_slice(&f32_to_f16(-0.3 + (i % 5) as f32 / 16.0).to_le_bytes());
+        }
+    }
+    let packed = pack_blocks(ty, &ggml);
+    (ggml, packed)
+}
+
+proptest! {
+    /// The matrix-vector kernels (several rows at once) against hearth-gguf's scalar
+    /// dequantization and a float64 dot product, for every format and variant.
+    #[test]
+    fn gemv_matches_reference(rows in 1usize..11, blocks in 1usize..5, seed in any::<u32>()) {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let (ggml, packed) = random_rows(ty, rows, blocks, seed);
+            let cols = blocks * 32;
+            let row_bytes = packed.len() / rows;
+            let x: Vec<f32> = (0..cols as u32).map(|i| (i.wrapping_mul(40503).wrapping_add(seed) % 997) as f32 / 300.0 - 1.5).collect();
+            let deq = hearth_gguf::quants::dequantize_to_vec(ty, &ggml).unwrap();
+            let mut scratch = vec![0f32; cols];
+            for k in Kernels::available() {
+                let mut out = vec![0f32; rows];
+                k.gemv(ty, &packed, row_bytes, &x, &mut out, &mut scratch);
+                for (r, got) in out.iter().enumerate() {
+                    let wr = &deq[r * cols..(r + 1) * cols];
+                    let naive: f64 = wr.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                    let mag: f32 = wr.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+                    prop_assert!(close(*got, naive as f32, mag), "{ty} {:?} row {r}: {got} vs {naive}", k.isa);
+                }
+            }
+        }
+    }
+
+    /// The register-tiled f32 kernel (several rows × several tokens) against float64 dot
+    /// products, for widths that are and are not multiples of the vector width.
+    #[test]
+    fn gemm_tile_matches_reference(cols in 1usize..100, n in 1usize..11, valid in 1usize..=simd::TILE_ROWS, seed in any::<u32>()) {
+        let val = |i: usize, s: u32| ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 250.0 - 2.0;
+        let w: Vec<f32> = (0..simd::TILE_ROWS * cols).map(|i| val(i, seed)).collect();
+        let x: Vec<f32> = (0..n * cols).map(|i| val(i, seed ^ 0x5555)).collect();
+        for k in Kernels::available() {
+            let mut out = vec![f32::NAN; valid * n];
+            k.gemm_tile(&w, cols, &x, n, &mut out);
+            for r in 0..valid {
+                for t in 0..n {
+                    let (wr, xt) = (&w[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols]);
+                    let naive: f64 = wr.iter().zip(xt).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                    let mag: f32 = wr.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
+                    let got = out[r * n + t];
+                    prop_assert!(close(got, naive as f32, mag), "{:?} r{r} t{t}: {got} vs {naive}", k.isa);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    /// One head's causal attention against a float64 softmax-weighted sum, for head widths
+    /// with (64, 128) and without (24, 40) a dedicated kernel.
+    #[test]
+    fn attend_head_matches_reference(hd_i in 0usize..4, span in 1usize..40, heads in 1usize..4, seed in any::<u32>()) {
+        let hd = [64, 128, 24, 40][hd_i];
+        let stride = hd * heads;
+        let val = |i: usize, s: u32| ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 500.0 - 1.0;
+        let q: Vec<f32> = (0..hd).map(|i| val(i, seed)).collect();
+        let keys: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 1)).collect();
+        let values: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 2)).collect();
+        let scale = 1.0 / (hd as f64).sqrt();
+        let logits: Vec<f64> = (0..span)
+            .map(|p| (0..hd).map(|j| f64::from(q[j]) * f64::from(keys[p * stride + j])).sum::<f64>() * scale)
+            .collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let z: f64 = e.iter().sum();
+        let want: Vec<f64> = (0..hd)
+            .map(|j| (0..span).map(|p| e[p] / z * f64::from(values[p * stride + j])).sum())
+            .collect();
+        for k in Kernels::available() {
+            let mut scores = vec![0f32; span];
+            let mut out = vec![f32::NAN; hd];
+            let kv = simd::KvView { keys: &keys, values: &values, stride };
+            k.attend_head(&q, kv, span, scale as f32, &mut scores, &mut out);
+            for (j, (got, w)) in out.iter().zip(&want).enumerate() {
+                prop_assert!((f64::from(*got) - w).abs() < 1e-5, "{:?} hd {hd} span {span} [{j}]: {got} vs {w}", k.isa);
+            }
+        }
+    }
 }
