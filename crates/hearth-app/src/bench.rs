@@ -165,7 +165,12 @@ fn stream_once(
         "max_tokens": max_tokens, "temperature": 0.7, "seed": 1, "user": user,
         "messages": [{"role": "user", "content": prompt}],
     });
-    let mut resp = crate::client::request(addr, "POST", "/v1/chat/completions", Some(&body.to_string()))?;
+    let mut resp = crate::client::request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        Some(&body.to_string()),
+    )?;
     let mut ttft = None;
     let mut tokens = 0;
     resp.for_each_line(|line| {
@@ -177,7 +182,11 @@ fn stream_once(
         }
         let v: serde_json::Value = serde_json::from_str(data)
             .map_err(|e| crate::client::ClientError::Protocol(e.to_string()))?;
-        if ttft.is_none() && v["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+        if ttft.is_none()
+            && v["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        {
             ttft = Some(t0.elapsed().as_secs_f64());
         }
         if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
@@ -277,7 +286,9 @@ pub fn serve_bench(
 
     // Fairness.
     let b_alone: Vec<f64> = (0..3)
-        .map(|_| stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0))
+        .map(|_| {
+            stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0)
+        })
         .collect::<Result<_, _>>()?;
     let t0 = Instant::now();
     let flooders: Vec<_> = (0..flood)
@@ -289,7 +300,9 @@ pub fn serve_bench(
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let b_flood: Vec<f64> = (0..3)
-        .map(|_| stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0))
+        .map(|_| {
+            stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0)
+        })
         .collect::<Result<_, _>>()?;
     for h in flooders {
         let _ = h.join();
@@ -301,7 +314,10 @@ pub fn serve_bench(
         flooded / alone
     );
     if let Some(rss) = peak_rss() {
-        println!("peak RSS of this process (server and clients): {:.1} MB", rss as f64 / 1e6);
+        println!(
+            "peak RSS of this process (server and clients): {:.1} MB",
+            rss as f64 / 1e6
+        );
     }
     Ok(())
 }

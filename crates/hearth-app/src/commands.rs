@@ -560,7 +560,10 @@ pub fn bench(g: &Global, what: BenchCommand) -> Result<(), AppError> {
 fn bench_serve(g: &Global, args: ServeBenchArgs) -> Result<(), AppError> {
     let config = g.config()?;
     let catalog = crate::open_catalog(&config)?;
-    let model = args.model.clone().unwrap_or_else(|| config.models.default.clone());
+    let model = args
+        .model
+        .clone()
+        .unwrap_or_else(|| config.models.default.clone());
     if is_missing(&catalog, &model)? {
         pull_with_progress(&catalog, &model)?;
     }
@@ -569,7 +572,8 @@ fn bench_serve(g: &Global, args: ServeBenchArgs) -> Result<(), AppError> {
         args.tokens, config.engine.max_active
     );
     let server = crate::Background::start(config)?;
-    let result = crate::bench::serve_bench(server.addr, &model, &args.streams, args.tokens, args.flood);
+    let result =
+        crate::bench::serve_bench(server.addr, &model, &args.streams, args.tokens, args.flood);
     server.shutdown()?;
     result
 }

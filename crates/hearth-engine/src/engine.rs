@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hearth_gguf::GgufFile;
-use hearth_models::{KvCache, Llama, ModelError, ThreadPool};
+use hearth_models::{BatchEntry, KvCache, Llama, ModelError, ThreadPool};
 use hearth_tokenizer::{StreamDecoder, Tokenizer};
 
 use crate::sampling::{Sampler, SamplingParams};
@@ -269,11 +269,6 @@ struct Worker {
     queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-enum StepOutcome {
-    Continue,
-    Finished,
-}
-
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         loop {
@@ -288,23 +283,7 @@ impl Worker {
                 self.accept(cmd);
             }
             self.admit();
-            let Some(mut seq) = self.next_turn() else {
-                continue;
-            };
-            let outcome = if seq.req.deadline.is_some_and(|d| Instant::now() >= d) {
-                Err(EngineError::TimedOut)
-            } else {
-                self.step(&mut seq)
-            };
-            match outcome {
-                Ok(StepOutcome::Continue) => self.active.push_back(seq),
-                Ok(StepOutcome::Finished) => self.release(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "generation failed");
-                    seq.sink.send(Event::Error(e.to_string()));
-                    self.release();
-                }
-            }
+            self.step_all();
         }
     }
 
@@ -345,20 +324,6 @@ impl Worker {
         }
     }
 
-    /// The next sequence to step: users in turn, each user's sequences in turn.
-    fn next_turn(&mut self) -> Option<Sequence> {
-        while let Some(user) = self.turns.pop_front() {
-            let Some(pos) = self.active.iter().position(|s| s.req.user == user) else {
-                continue;
-            };
-            let seq = self.active.remove(pos)?;
-            // Users without active sequences are dropped from the turns when next reached.
-            self.turns.push_back(user);
-            return Some(seq);
-        }
-        None
-    }
-
     fn start(&mut self, req: Box<GenerateRequest>, sink: Box<dyn EventSink>) {
         let sampler = Sampler::new(req.sampling.clone());
         let stops = StopMatcher::new(req.stop.clone());
@@ -382,7 +347,7 @@ impl Worker {
         });
     }
 
-    fn finish(&self, seq: &mut Sequence, reason: FinishReason) -> StepOutcome {
+    fn finish(&self, seq: &mut Sequence, reason: FinishReason) {
         let tail = seq.decoder.finish();
         let mut text = match seq.stops.push(&tail) {
             StopResult::Continue(t) | StopResult::Stop(t) => t,
@@ -399,44 +364,143 @@ impl Worker {
             prompt_eval: seq.prompt_eval,
             eval,
         }));
-        StepOutcome::Finished
     }
 
-    fn step(&mut self, seq: &mut Sequence) -> Result<StepOutcome, EngineError> {
-        let prompt_len = seq.req.prompt.len();
-        if seq.prefilled < prompt_len {
-            let end = (seq.prefilled + self.prefill_chunk).min(prompt_len);
-            let chunk = &seq.req.prompt[seq.prefilled..end];
-            let logits = self
-                .model
-                .forward(&self.pool, chunk, &mut seq.cache, false)?;
-            seq.prefilled = end;
-            if end == prompt_len {
-                seq.prompt_eval = seq.started.elapsed();
-                seq.decode_started = Some(Instant::now());
-                seq.next_logits = Some(logits);
+    fn fail(&self, seq: &mut Sequence, e: &EngineError) {
+        tracing::warn!(error = %e, "generation failed");
+        seq.sink.send(Event::Error(e.to_string()));
+        self.release();
+    }
+
+    /// Active sequences in this step's order: users in turn (the first user rotates every
+    /// step), each user's sequences in arrival order.
+    fn take_in_turn_order(&mut self) -> Vec<Sequence> {
+        self.turns
+            .retain(|u| self.active.iter().any(|s| s.req.user == *u));
+        let mut ordered = Vec::with_capacity(self.active.len());
+        for user in &self.turns {
+            let mut i = 0;
+            while i < self.active.len() {
+                if self.active[i].req.user == *user {
+                    if let Some(s) = self.active.remove(i) {
+                        ordered.push(s);
+                    }
+                } else {
+                    i += 1;
+                }
             }
-            // A cancelled client is noticed between chunks too.
-            return Ok(if seq.sink.is_closed() {
-                StepOutcome::Finished
-            } else {
-                StepOutcome::Continue
+        }
+        ordered.extend(self.active.drain(..));
+        if let Some(first) = self.turns.pop_front() {
+            self.turns.push_back(first);
+        }
+        ordered
+    }
+
+    /// One step for every active sequence, as one batched forward pass: each decoding sequence
+    /// samples its next token and feeds it; prefilling sequences share a budget of
+    /// `prefill_chunk` prompt tokens, given out in turn order, so long prompts never stall the
+    /// streams already generating.
+    fn step_all(&mut self) {
+        let now = Instant::now();
+        let mut budget = self.prefill_chunk;
+        let mut planned: Vec<(Sequence, Input)> = Vec::new();
+        for mut seq in self.take_in_turn_order() {
+            if seq.req.deadline.is_some_and(|d| now >= d) {
+                self.fail(&mut seq, &EngineError::TimedOut);
+                continue;
+            }
+            if seq.sink.is_closed() {
+                self.release();
+                continue;
+            }
+            let prompt_len = seq.req.prompt.len();
+            if seq.prefilled < prompt_len {
+                let take = budget.min(prompt_len - seq.prefilled);
+                budget -= take;
+                let input = if take == 0 {
+                    Input::Wait
+                } else {
+                    Input::Prefill(seq.prefilled, seq.prefilled + take)
+                };
+                planned.push((seq, input));
+                continue;
+            }
+            match self.sample_next(&mut seq) {
+                Some(token) => planned.push((seq, Input::Decode(token))),
+                None => self.release(),
+            }
+        }
+
+        let mut entries = Vec::with_capacity(planned.len());
+        let mut which = Vec::with_capacity(planned.len());
+        for (i, (seq, input)) in planned.iter_mut().enumerate() {
+            let tokens: &[u32] = match input {
+                Input::Decode(t) => std::slice::from_ref(t),
+                Input::Prefill(a, b) => &seq.req.prompt[*a..*b],
+                Input::Wait => continue,
+            };
+            entries.push(BatchEntry {
+                tokens,
+                cache: &mut seq.cache,
+                all_logits: false,
             });
+            which.push(i);
         }
-        if seq.req.max_tokens == Some(0) {
-            return Ok(self.finish(seq, FinishReason::Length));
-        }
-        let mut logits = match seq.next_logits.take() {
-            Some(l) => l,
-            None => {
-                let last = *seq.history.last().ok_or(EngineError::EmptyPrompt)?;
-                self.model
-                    .forward(&self.pool, &[last], &mut seq.cache, false)?
+        let result = if entries.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.model.forward_batch(&self.pool, &mut entries)
+        };
+        drop(entries);
+        let logits = match result {
+            Ok(l) => l,
+            Err(e) => {
+                let e = EngineError::from(e);
+                for (i, (mut seq, _)) in planned.into_iter().enumerate() {
+                    if which.contains(&i) {
+                        self.fail(&mut seq, &e);
+                    } else {
+                        // It had no part in the failed pass: it carries on.
+                        self.active.push_back(seq);
+                    }
+                }
+                return;
             }
+        };
+        for (i, l) in which.into_iter().zip(logits) {
+            let (seq, input) = &mut planned[i];
+            match *input {
+                Input::Decode(_) => seq.next_logits = Some(l),
+                Input::Prefill(_, end) => {
+                    seq.prefilled = end;
+                    if end == seq.req.prompt.len() {
+                        seq.prompt_eval = seq.started.elapsed();
+                        seq.decode_started = Some(Instant::now());
+                        seq.next_logits = Some(l);
+                    }
+                }
+                Input::Wait => {}
+            }
+        }
+        self.active.extend(planned.into_iter().map(|(s, _)| s));
+    }
+
+    /// Sample the next token of a sequence whose prompt is done, emit its text, and say whether
+    /// it goes on (`Some(token)` to feed) or has finished (its events are sent).
+    fn sample_next(&self, seq: &mut Sequence) -> Option<u32> {
+        if seq.req.max_tokens == Some(0) {
+            self.finish(seq, FinishReason::Length);
+            return None;
+        }
+        let Some(mut logits) = seq.next_logits.take() else {
+            self.fail(seq, &EngineError::Stopped);
+            return None;
         };
         let token = seq.sampler.sample(&mut logits, &seq.history);
         if self.tokenizer.is_eog(token) {
-            return Ok(self.finish(seq, FinishReason::Stop));
+            self.finish(seq, FinishReason::Stop);
+            return None;
         }
         seq.generated.push(token);
         seq.history.push(token);
@@ -446,16 +510,28 @@ impl Worker {
             StopResult::Stop(t) => (t, true),
         };
         if !seq.sink.send(Event::Token { id: token, text }) {
-            return Ok(StepOutcome::Finished);
+            return None;
         }
         if stopped {
-            return Ok(self.finish(seq, FinishReason::Stop));
+            self.finish(seq, FinishReason::Stop);
+            return None;
         }
         let at_limit = seq.req.max_tokens.is_some_and(|m| seq.generated.len() >= m)
             || seq.cache.len() + 1 >= self.context_length;
         if at_limit {
-            return Ok(self.finish(seq, FinishReason::Length));
+            self.finish(seq, FinishReason::Length);
+            return None;
         }
-        Ok(StepOutcome::Continue)
+        Some(token)
     }
+}
+
+/// What a sequence contributes to one step.
+enum Input {
+    /// The token it just sampled.
+    Decode(u32),
+    /// Prompt tokens `a..b`.
+    Prefill(usize, usize),
+    /// Nothing this step (the prefill budget is spent).
+    Wait,
 }

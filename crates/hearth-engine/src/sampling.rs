@@ -134,42 +134,52 @@ impl Sampler {
     }
 
     /// Choose the next token from `logits` (modified in place by penalties).
+    ///
+    /// Order: penalties, top-k, temperature softmax, min-p, top-p, draw. Only the candidates a
+    /// cut can keep are ever sorted: with no top-k the nucleus is searched among the 256 most
+    /// likely first, and the whole vocabulary is sorted only when those hold too little mass.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         self.penalize(logits, history);
         let p = self.params.clone();
-        if p.temperature <= 0.0 || p.top_k == 1 {
+        if p.temperature <= 0.0 || p.top_k == 1 || logits.is_empty() {
             return argmax(logits);
         }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let c = &mut self.candidates;
         c.clear();
-        c.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
-        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
+        c.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, ((l - max) / p.temperature).exp())),
+        );
+        let by_weight = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
         if p.top_k > 0 && p.top_k < c.len() {
-            c.select_nth_unstable_by(p.top_k - 1, by_logit);
+            c.select_nth_unstable_by(p.top_k - 1, by_weight);
             c.truncate(p.top_k);
         }
-        c.sort_unstable_by(by_logit);
-        // Softmax with temperature.
-        let max = c[0].1;
-        let mut sum = 0.0;
-        for e in c.iter_mut() {
-            e.1 = ((e.1 - max) / p.temperature).exp();
-            sum += e.1;
-        }
-        for e in c.iter_mut() {
-            e.1 /= sum;
-        }
         if p.min_p > 0.0 {
-            let cut = c[0].1 * p.min_p;
-            let keep = c.iter().take_while(|e| e.1 >= cut).count().max(1);
-            c.truncate(keep);
+            // The largest weight is exp(0) = 1 (when it survived top-k it is the maximum).
+            let best = c.iter().map(|e| e.1).fold(0.0, f32::max);
+            let cut = best * p.min_p;
+            c.retain(|e| e.1 >= cut);
         }
         if p.top_p < 1.0 {
+            const HEAD: usize = 256;
+            let total: f32 = c.iter().map(|e| e.1).sum();
+            if c.len() > HEAD {
+                c.select_nth_unstable_by(HEAD - 1, by_weight);
+                let head: f32 = c[..HEAD].iter().map(|e| e.1).sum();
+                if head >= p.top_p * total {
+                    c.truncate(HEAD);
+                }
+            }
+            c.sort_unstable_by(by_weight);
             let mut acc = 0.0;
             let mut keep = c.len();
             for (i, e) in c.iter().enumerate() {
                 acc += e.1;
-                if acc >= p.top_p {
+                if acc >= p.top_p * total {
                     keep = i + 1;
                     break;
                 }

@@ -8,4 +8,4 @@ mod llama;
 
 pub use error::ModelError;
 pub use kernels::{QMatrix, ThreadPool};
-pub use llama::{KvCache, Llama, LlamaConfig};
+pub use llama::{BatchEntry, KvCache, Llama, LlamaConfig};

@@ -115,6 +115,15 @@ impl std::fmt::Debug for Llama {
     }
 }
 
+/// One sequence's part of a batched forward pass.
+pub struct BatchEntry<'a> {
+    /// New tokens, at the positions following `cache`.
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    /// Logits for every new token, or only the last.
+    pub all_logits: bool,
+}
+
 /// Keys and values of past positions, for one sequence.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
@@ -256,42 +265,73 @@ impl Llama {
         cache: &mut KvCache,
         all_logits: bool,
     ) -> Result<Vec<f32>, ModelError> {
+        let mut batch = [BatchEntry {
+            tokens,
+            cache,
+            all_logits,
+        }];
+        let mut out = self.forward_batch(pool, &mut batch)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Run several sequences in one pass: every weight matrix is read once for all their tokens.
+    /// Each entry's tokens follow its own cache; the result has one logits vector per entry (for
+    /// all its tokens or its last, as the entry asks). An empty entry gets empty logits.
+    pub fn forward_batch(
+        &self,
+        pool: &ThreadPool,
+        batch: &mut [BatchEntry<'_>],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         // Enter the pool once: the parallel loops inside then run on its workers directly instead
-        // of handing each of the ~250 operations of a token over from this thread and back.
-        pool.install(|| self.forward_in_pool(pool, tokens, cache, all_logits))
+        // of handing each of the ~250 operations of a step over from this thread and back.
+        pool.install(|| self.forward_in_pool(pool, batch))
     }
 
     fn forward_in_pool(
         &self,
         pool: &ThreadPool,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        all_logits: bool,
-    ) -> Result<Vec<f32>, ModelError> {
+        batch: &mut [BatchEntry<'_>],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let c = &self.config;
-        let n = tokens.len();
-        if n == 0 {
-            return Ok(Vec::new());
+        // Where each entry's tokens sit in the flattened batch, and its first position.
+        let mut segments = Vec::with_capacity(batch.len());
+        let mut n = 0;
+        for e in batch.iter() {
+            let start = e.cache.len;
+            if start + e.tokens.len() > c.context_length {
+                return Err(ModelError::ContextFull {
+                    limit: c.context_length,
+                    needed: start + e.tokens.len(),
+                });
+            }
+            if let Some(&bad) = e.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+                return Err(ModelError::BadToken(bad));
+            }
+            segments.push((n, e.tokens.len(), start));
+            n += e.tokens.len();
         }
-        let start = cache.len;
-        if start + n > c.context_length {
-            return Err(ModelError::ContextFull {
-                limit: c.context_length,
-                needed: start + n,
-            });
+        if n == 0 {
+            return Ok(vec![Vec::new(); batch.len()]);
         }
         let d = c.n_embd;
         let kv_dim = c.kv_dim();
         let q_dim = c.n_head * c.head_dim;
 
         let mut x = vec![0f32; n * d];
-        for (t, &tok) in tokens.iter().enumerate() {
-            if tok as usize >= c.vocab_size {
-                return Err(ModelError::BadToken(tok));
+        for (e, &(off, len, _)) in batch.iter().zip(&segments) {
+            for (t, &tok) in e.tokens.iter().enumerate() {
+                let row = off + t;
+                debug_assert!(t < len);
+                self.tok_embd
+                    .dequantize_row(tok as usize, &mut x[row * d..(row + 1) * d]);
             }
-            self.tok_embd
-                .dequantize_row(tok as usize, &mut x[t * d..(t + 1) * d]);
         }
+        // For each flattened token: its entry and position.
+        let token_pos: Vec<(usize, usize)> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &(_, len, start))| (0..len).map(move |t| (i, start + t)))
+            .collect();
 
         let mut h = vec![0f32; n * d];
         let mut q = vec![0f32; n * q_dim];
@@ -315,8 +355,7 @@ impl Llama {
                     )
                 },
             );
-            for t in 0..n {
-                let pos = start + t;
+            for (t, &(_, pos)) in token_pos.iter().enumerate() {
                 kernels::rope(
                     &mut q[t * q_dim..(t + 1) * q_dim],
                     c.head_dim,
@@ -330,9 +369,15 @@ impl Llama {
                     &self.inv_freq,
                 );
             }
-            cache.k[li].extend_from_slice(&k);
-            cache.v[li].extend_from_slice(&v);
-            self.attention(pool, &q, &cache.k[li], &cache.v[li], start, &mut att);
+            for (e, &(off, len, _)) in batch.iter_mut().zip(&segments) {
+                e.cache.k[li].extend_from_slice(&k[off * kv_dim..(off + len) * kv_dim]);
+                e.cache.v[li].extend_from_slice(&v[off * kv_dim..(off + len) * kv_dim]);
+            }
+            let views: Vec<(&[f32], &[f32])> = batch
+                .iter()
+                .map(|e| (e.cache.k[li].as_slice(), e.cache.v[li].as_slice()))
+                .collect();
+            self.attention(pool, &q, &views, &token_pos, &mut att);
             kernels::matmul(pool, &layer.wo, &att, n, &mut o);
             for (xi, oi) in x.iter_mut().zip(&o) {
                 *xi += oi;
@@ -350,33 +395,49 @@ impl Llama {
                 *xi += oi;
             }
         }
-        cache.len = start + n;
+        for (e, &(_, len, start)) in batch.iter_mut().zip(&segments) {
+            e.cache.len = start + len;
+        }
 
-        let rows: Vec<usize> = if all_logits {
-            (0..n).collect()
-        } else {
-            vec![n - 1]
-        };
+        // The rows whose logits are wanted, per entry.
+        let mut rows = Vec::new();
+        let mut counts = Vec::with_capacity(batch.len());
+        for (e, &(off, len, _)) in batch.iter().zip(&segments) {
+            let before = rows.len();
+            if e.all_logits {
+                rows.extend(off..off + len);
+            } else if len > 0 {
+                rows.push(off + len - 1);
+            }
+            counts.push(rows.len() - before);
+        }
         let mut normed = Vec::with_capacity(rows.len() * d);
         for &t in &rows {
             normed.extend_from_slice(&x[t * d..(t + 1) * d]);
         }
         kernels::rms_norm(&mut normed, &self.output_norm, c.rms_eps);
         let out = self.output.as_ref().unwrap_or(&self.tok_embd);
-        let mut logits = vec![0f32; rows.len() * c.vocab_size];
+        let vocab = c.vocab_size;
+        let mut logits = vec![0f32; rows.len() * vocab];
         kernels::matmul(pool, out, &normed, rows.len(), &mut logits);
-        Ok(logits)
+        let mut result = Vec::with_capacity(batch.len());
+        let mut at = 0;
+        for count in counts {
+            result.push(logits[at * vocab..(at + count) * vocab].to_vec());
+            at += count;
+        }
+        Ok(result)
     }
 
-    /// Causal attention of `n` new queries at positions `start..start+n` over the cached keys and
-    /// values (which already include the new ones). Heads share kv heads in groups (GQA).
+    /// Causal attention of each new query over its own sequence's cached keys and values (which
+    /// already include the new ones). `token_pos[t]` is query `t`'s entry in `views` and its
+    /// position. Heads share kv heads in groups (GQA).
     fn attention(
         &self,
         pool: &ThreadPool,
         q: &[f32],
-        keys: &[f32],
-        values: &[f32],
-        start: usize,
+        views: &[(&[f32], &[f32])],
+        token_pos: &[(usize, usize)],
         out: &mut [f32],
     ) {
         let c = &self.config;
@@ -390,9 +451,11 @@ impl Llama {
                 .enumerate()
                 .for_each_init(Vec::new, |scores, (i, o)| {
                     let (t, head) = (i / c.n_head, i % c.n_head);
+                    let (entry, pos) = token_pos[t];
+                    let (keys, values) = views[entry];
                     let kvh = head / group;
                     let qv = &q[t * c.n_head * hd + head * hd..][..hd];
-                    let span = start + t + 1;
+                    let span = pos + 1;
                     scores.resize(span, 0.0);
                     k.attend_head(
                         qv,

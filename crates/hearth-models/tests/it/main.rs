@@ -2,7 +2,7 @@
 //! reference forward pass (../shared/golden/smollm2-135m/greedy.jsonl, made outside Hearth).
 
 use hearth_gguf::GgufFile;
-use hearth_models::{KvCache, Llama, ThreadPool};
+use hearth_models::{BatchEntry, KvCache, Llama, ThreadPool};
 use hearth_testkit::{golden_rows, ids, test_model};
 
 fn log_softmax(logits: &[f32]) -> Vec<f64> {
@@ -105,4 +105,50 @@ fn incremental_decoding_matches_batch() {
         assert!(diff < 1e-3, "position {i}: max logit difference {diff}");
     }
     assert_eq!(cache.len(), tokens.len());
+}
+
+/// Sequences run together in one batched pass get the logits they get alone.
+#[test]
+fn batched_forward_matches_separate_passes() {
+    let Some(path) = test_model() else { return };
+    let model = Llama::load(&GgufFile::open(&path).unwrap()).unwrap();
+    let pool = ThreadPool::new(2).unwrap();
+    let vocab = model.config.vocab_size;
+    let a = [1u32, 9690, 198, 2683, 359, 253];
+    let b = [1u32, 4093, 198, 1780, 314, 260, 3575, 282, 4649];
+    // Separate: a's prefix, then two more tokens; b whole.
+    let mut ca = KvCache::new(&model.config);
+    model.forward(&pool, &a[..4], &mut ca, false).unwrap();
+    let want_a = model.forward(&pool, &a[4..], &mut ca, true).unwrap();
+    let mut cb = KvCache::new(&model.config);
+    let want_b = model.forward(&pool, &b, &mut cb, false).unwrap();
+    // Together: a continues from its cached prefix while b starts fresh.
+    let mut ca2 = KvCache::new(&model.config);
+    model.forward(&pool, &a[..4], &mut ca2, false).unwrap();
+    let mut cb2 = KvCache::new(&model.config);
+    let mut batch = [
+        BatchEntry {
+            tokens: &a[4..],
+            cache: &mut ca2,
+            all_logits: true,
+        },
+        BatchEntry {
+            tokens: &b,
+            cache: &mut cb2,
+            all_logits: false,
+        },
+    ];
+    let got = model.forward_batch(&pool, &mut batch).unwrap();
+    assert_eq!(got[0].len(), 2 * vocab);
+    assert_eq!(got[1].len(), vocab);
+    for (got, want) in [(&got[0], &want_a), (&got[1], &want_b)] {
+        let diff = got
+            .iter()
+            .zip(want.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-3, "max logit difference {diff}");
+    }
+    assert_eq!(ca2.len(), a.len());
+    assert_eq!(cb2.len(), b.len());
 }
