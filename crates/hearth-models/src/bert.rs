@@ -64,6 +64,9 @@ pub struct BertConfig {
     pub layer_norm_eps: f32,
     pub activation: Activation,
     pub pooling: Pooling,
+    /// Tokens a text is truncated to before embedding (sentence-transformers'
+    /// `max_seq_length`; without it, `max_positions`).
+    pub max_seq_length: usize,
 }
 
 fn bad_config(what: impl std::fmt::Display) -> ModelError {
@@ -149,18 +152,39 @@ impl BertConfig {
             None => Pooling::Mean,
             Some(p) => parse_pooling(p)?,
         };
+        let max_positions = count("max_position_embeddings", MAX_POSITIONS)?;
         Ok(Self {
             vocab_size: count("vocab_size", MAX_VOCAB)?,
             hidden_size,
             num_heads,
             num_layers: count("num_hidden_layers", MAX_LAYERS)?,
             intermediate_size: count("intermediate_size", MAX_WIDTH * 4)?,
-            max_positions: count("max_position_embeddings", MAX_POSITIONS)?,
+            max_positions,
             type_vocab_size,
             layer_norm_eps,
             activation,
             pooling,
+            max_seq_length: max_positions,
         })
+    }
+
+    /// Applies sentence-transformers' `sentence_bert_config.json` (its `max_seq_length`,
+    /// capped at `max_positions`).
+    pub fn with_sentence_config(mut self, text: &str) -> Result<Self, ModelError> {
+        let bad = |what: String| ModelError::Invalid(format!("sentence_bert_config.json: {what}"));
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        if let Some(n) = v.get("max_seq_length").filter(|n| !n.is_null()) {
+            let n = n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n >= 2)
+                .ok_or_else(|| {
+                    bad("`max_seq_length` must be an integer of at least 2".to_owned())
+                })?;
+            self.max_seq_length = n.min(self.max_positions);
+        }
+        Ok(self)
     }
 }
 
@@ -259,16 +283,21 @@ fn matrix(rows: usize, cols: usize, v: &[f32]) -> Result<QMatrix, ModelError> {
 
 impl Bert {
     /// Loads a sentence-transformers model folder: `config.json`, `model.safetensors` and,
-    /// if present, `1_Pooling/config.json`.
+    /// if present, `1_Pooling/config.json` and `sentence_bert_config.json`.
     pub fn load_dir(dir: &Path) -> Result<Self, ModelError> {
-        let config = read_small(&dir.join("config.json"))?;
-        let pooling_path = dir.join("1_Pooling").join("config.json");
-        let pooling = if pooling_path.is_file() {
-            Some(read_small(&pooling_path)?)
-        } else {
-            None
+        let optional = |path: std::path::PathBuf| -> Result<Option<String>, ModelError> {
+            if path.is_file() {
+                read_small(&path).map(Some)
+            } else {
+                Ok(None)
+            }
         };
-        let config = BertConfig::from_json(&config, pooling.as_deref())?;
+        let config = read_small(&dir.join("config.json"))?;
+        let pooling = optional(dir.join("1_Pooling").join("config.json"))?;
+        let mut config = BertConfig::from_json(&config, pooling.as_deref())?;
+        if let Some(st) = optional(dir.join("sentence_bert_config.json"))? {
+            config = config.with_sentence_config(&st)?;
+        }
         let st = SafeTensors::read(&dir.join("model.safetensors"))?;
         Self::load(&st, config)
     }
@@ -346,9 +375,11 @@ impl Bert {
         self.config.hidden_size
     }
 
-    /// Most tokens (including `[CLS]` and `[SEP]`) one sequence may have.
+    /// The length (including `[CLS]` and `[SEP]`) texts should be truncated to before
+    /// [`Bert::embed`] (sentence-transformers' `max_seq_length`, e.g. 256 for MiniLM).
+    /// `embed` itself accepts sequences up to the position table's `max_positions`.
     pub fn max_tokens(&self) -> usize {
-        self.config.max_positions
+        self.config.max_seq_length
     }
 
     /// One L2-normalised embedding per sequence of `batch`. Each sequence is complete token

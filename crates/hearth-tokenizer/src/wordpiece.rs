@@ -45,8 +45,8 @@ pub struct WordPiece {
     prefix: String,
     max_chars: usize,
     norm: Option<BertNorm>,
-    /// Added tokens matched in the raw text: (content, id), longest first.
-    added: Vec<(String, u32)>,
+    /// Added tokens matched in the raw text, by first character: (content, id), longest first.
+    added: HashMap<char, Vec<(String, u32)>>,
     truncation: Option<usize>,
 }
 
@@ -269,6 +269,13 @@ impl WordPiece {
             }
         }
         added.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        let mut by_first: HashMap<char, Vec<(String, u32)>> = HashMap::new();
+        for (t, id) in added {
+            if let Some(c) = t.chars().next() {
+                by_first.entry(c).or_default().push((t, id));
+            }
+        }
+        let added = by_first;
 
         let unk = *vocab.get(&unk_text).ok_or_else(|| {
             TokenizerError::json(
@@ -383,10 +390,12 @@ impl WordPiece {
         if self.added.is_empty() {
             return (s.len(), None);
         }
-        for (pos, _) in s.char_indices() {
+        for (pos, c) in s.char_indices() {
+            let Some(candidates) = self.added.get(&c) else {
+                continue;
+            };
             let tail = s.get(pos..).unwrap_or_default();
-            if let Some((t, id)) = self
-                .added
+            if let Some((t, id)) = candidates
                 .iter()
                 .find(|(t, _)| tail.starts_with(t.as_str()))
             {

@@ -144,6 +144,11 @@ fn bad_batches_are_refused() {
     });
     assert!(bert.embed(&pool, &[]).unwrap().is_empty());
     assert_eq!(
+        bert.max_tokens(),
+        256,
+        "sentence_bert_config.json's max_seq_length"
+    );
+    assert_eq!(
         bert.embed(&pool, &[vec![101; 512]]).unwrap()[0].len(),
         bert.dim()
     );
@@ -159,6 +164,22 @@ fn config_and_pooling() {
     assert_eq!(
         (c.hidden_size, c.num_heads, c.num_layers, c.pooling),
         (384, 12, 6, Pooling::Mean)
+    );
+    assert_eq!(c.max_seq_length, 512);
+    let c2 = c
+        .clone()
+        .with_sentence_config(r#"{"max_seq_length": 256}"#)
+        .unwrap();
+    assert_eq!(c2.max_seq_length, 256);
+    let c2 = c
+        .clone()
+        .with_sentence_config(r#"{"max_seq_length": 4096}"#)
+        .unwrap();
+    assert_eq!(c2.max_seq_length, 512, "capped at the position table");
+    assert!(
+        c.clone()
+            .with_sentence_config(r#"{"max_seq_length": -1}"#)
+            .is_err()
     );
     let cls = r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#;
     assert_eq!(
