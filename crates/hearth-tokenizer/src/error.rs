@@ -17,9 +17,20 @@ pub enum TokenizerError {
     /// `tokenizer.ggml.pre` names a pre-tokenizer Hearth does not implement (unsupported).
     #[error("pre-tokenizer `{name}` (tokenizer.ggml.pre) is not supported; supported: {supported}")]
     UnsupportedPre { name: String, supported: String },
+    /// A Hugging Face `tokenizer.json` is malformed or asks for something Hearth does not
+    /// implement (bad input).
+    #[error("tokenizer.json: `{field}` {problem}")]
+    TokenizerJson { field: String, problem: String },
 }
 
 impl TokenizerError {
+    pub(crate) fn json(field: &str, problem: impl Into<String>) -> Self {
+        TokenizerError::TokenizerJson {
+            field: field.to_owned(),
+            problem: problem.into(),
+        }
+    }
+
     pub(crate) fn bad(key: &str, problem: impl Into<String>) -> Self {
         TokenizerError::BadMetadata {
             key: key.to_owned(),

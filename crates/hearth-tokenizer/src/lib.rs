@@ -29,9 +29,12 @@ mod spm;
 mod stream;
 mod unicode;
 mod unicode_table;
+mod wordpiece;
+mod wordpiece_table;
 
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
+pub use wordpiece::WordPiece;
 
 use bpe::Bpe;
 use pretok::Pass;

@@ -1,6 +1,9 @@
 //! Golden parity: teacher-forced log-probabilities of the default model against a float64
 //! reference forward pass (../shared/golden/smollm2-135m/greedy.jsonl, made outside Hearth).
 
+mod bert;
+mod safetensors;
+
 use hearth_gguf::GgufFile;
 use hearth_models::{BatchEntry, KvCache, Llama, ThreadPool};
 use hearth_testkit::{golden_rows, ids, test_model};

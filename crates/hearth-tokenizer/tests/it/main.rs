@@ -8,6 +8,7 @@ mod golden;
 mod hostile;
 mod spm;
 mod stream;
+mod wordpiece;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
