@@ -69,6 +69,7 @@ pub fn local_models(config: &Config, catalog: Catalog) -> LocalModels {
                 prefill_chunk: config.engine.prefill_chunk,
                 max_queue: config.engine.max_queue,
                 max_active: config.engine.max_active,
+                prefix_cache_entries: config.engine.prefix_cache_entries,
             },
             keep_alive: config.models.keep_alive,
             max_loaded: config.models.max_loaded,

@@ -68,6 +68,7 @@ struct RawEngine {
     max_queue: u32,
     max_active: u32,
     request_timeout: String,
+    prefix_cache_entries: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +122,7 @@ pub struct EngineConfig {
     pub max_active: usize,
     /// `None`: no limit.
     pub request_timeout: Option<std::time::Duration>,
+    pub prefix_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -371,6 +373,7 @@ impl Config {
                 max_queue: raw.engine.max_queue as usize,
                 max_active: raw.engine.max_active as usize,
                 request_timeout,
+                prefix_cache_entries: raw.engine.prefix_cache_entries as usize,
             },
             pull: PullConfig {
                 python: raw.pull.python,

@@ -8,6 +8,7 @@ use hearth_gguf::GgufFile;
 use hearth_models::{BatchEntry, KvCache, Llama, ModelError, ThreadPool};
 use hearth_tokenizer::{StreamDecoder, Tokenizer};
 
+use crate::prefix::PrefixCache;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::{StopMatcher, StopResult};
 
@@ -25,6 +26,9 @@ pub struct EngineConfig {
     /// Most requests holding a KV cache at once; the rest wait. A user with nothing running is
     /// always let in, so one user's flood cannot lock others out.
     pub max_active: usize,
+    /// Finished requests whose KV caches are kept so a later prompt with the same beginning
+    /// (a system prompt, a character card, the conversation so far) skips computing it.
+    pub prefix_cache_entries: usize,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +39,7 @@ impl Default for EngineConfig {
             prefill_chunk: 256,
             max_queue: 512,
             max_active: 8,
+            prefix_cache_entries: 8,
         }
     }
 }
@@ -68,6 +73,8 @@ pub enum FinishReason {
 pub struct Finished {
     pub reason: FinishReason,
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from the prefix cache instead of being computed.
+    pub cached_tokens: usize,
     pub completion_tokens: usize,
     pub prompt_eval: Duration,
     pub eval: Duration,
@@ -172,6 +179,7 @@ impl EngineHandle {
             context_length,
             prefill_chunk: config.prefill_chunk.max(1),
             max_active: config.max_active.max(1),
+            prefixes: PrefixCache::new(config.prefix_cache_entries),
             active: VecDeque::new(),
             waiting: VecDeque::new(),
             turns: VecDeque::new(),
@@ -239,6 +247,8 @@ struct Sequence {
     cache: KvCache,
     /// Prompt tokens already run.
     prefilled: usize,
+    /// Of those, how many came from the prefix cache.
+    cached: usize,
     generated: Vec<u32>,
     history: Vec<u32>,
     sampler: Sampler,
@@ -260,6 +270,7 @@ struct Worker {
     context_length: usize,
     prefill_chunk: usize,
     max_active: usize,
+    prefixes: PrefixCache,
     /// Requests holding a KV cache, in the order they are next stepped (per user).
     active: VecDeque<Sequence>,
     /// Requests not started yet, per user, users in arrival order.
@@ -330,12 +341,20 @@ impl Worker {
         if !self.turns.contains(&req.user) {
             self.turns.push_back(req.user.clone());
         }
+        let (cache, cached) = match self.prefixes.lookup(&req.prompt) {
+            Some(c) => {
+                let n = c.len();
+                (c, n)
+            }
+            None => (KvCache::new(&self.model.config), 0),
+        };
         self.active.push_back(Sequence {
             history: req.prompt.clone(),
             req,
             sink,
-            cache: KvCache::new(&self.model.config),
-            prefilled: 0,
+            cache,
+            prefilled: cached,
+            cached,
             generated: Vec::new(),
             sampler,
             decoder: StreamDecoder::new(),
@@ -360,10 +379,17 @@ impl Worker {
         seq.sink.send(Event::Done(Finished {
             reason,
             prompt_tokens: seq.req.prompt.len(),
+            cached_tokens: seq.cached,
             completion_tokens: seq.generated.len(),
             prompt_eval: seq.prompt_eval,
             eval,
         }));
+    }
+
+    /// A sequence is done (finished or abandoned): its KV cache may serve a later prompt.
+    fn retire(&mut self, seq: Sequence) {
+        self.release();
+        self.prefixes.insert(seq.history, seq.cache);
     }
 
     fn fail(&self, seq: &mut Sequence, e: &EngineError) {
@@ -411,7 +437,7 @@ impl Worker {
                 continue;
             }
             if seq.sink.is_closed() {
-                self.release();
+                self.retire(seq);
                 continue;
             }
             let prompt_len = seq.req.prompt.len();
@@ -428,7 +454,7 @@ impl Worker {
             }
             match self.sample_next(&mut seq) {
                 Some(token) => planned.push((seq, Input::Decode(token))),
-                None => self.release(),
+                None => self.retire(seq),
             }
         }
 

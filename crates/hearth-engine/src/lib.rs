@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod prefix;
 pub mod sampling;
 pub mod stop;
 

@@ -152,12 +152,29 @@ impl KvCache {
     }
 
     /// Forget positions from `len` on (to reuse a shared prefix).
-    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
+    pub fn truncate(&mut self, len: usize) {
         if len < self.len {
             for l in self.k.iter_mut().chain(self.v.iter_mut()) {
-                l.truncate(len * kv_dim);
+                let per_position = l.len() / self.len;
+                l.truncate(len * per_position);
             }
             self.len = len;
+        }
+    }
+
+    /// A copy of the first `len` positions.
+    pub fn prefix(&self, len: usize) -> Self {
+        let len = len.min(self.len);
+        let cut = |layers: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            layers
+                .iter()
+                .map(|l| l[..len * (l.len() / self.len.max(1))].to_vec())
+                .collect()
+        };
+        Self {
+            k: cut(&self.k),
+            v: cut(&self.v),
+            len,
         }
     }
 

@@ -343,3 +343,28 @@ fn requests_past_their_deadline_end_with_an_error() {
     let out = wait(&submit(&e, req, None));
     assert!(out.result.unwrap_err().contains("time limit"));
 }
+
+/// A prompt that begins like an earlier one (the same system prompt) reuses its computed keys
+/// and values, and still answers as the reference does.
+#[test]
+fn a_shared_prompt_prefix_is_computed_once() {
+    let Some(e) = engine(2) else { return };
+    let rows = golden_rows("smollm2-135m/greedy.jsonl");
+    // Rows 0 and 4 share the default system prompt and differ in the question.
+    let (first, second) = (&rows[0], &rows[4]);
+    let a = ids(&first["prompt_ids"]);
+    let b = ids(&second["prompt_ids"]);
+    let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    assert!(shared > 16, "the rows share {shared} tokens");
+    let one = wait(&submit(&e, greedy(a, 8), None)).result.unwrap();
+    assert_eq!(one.cached_tokens, 0);
+    let out = wait(&submit(&e, greedy(b.clone(), 64), None));
+    let two = out.result.unwrap();
+    assert_eq!(two.cached_tokens, shared);
+    let want: Vec<u32> = ids(&second["generated_ids"])
+        .into_iter()
+        .filter(|&t| t != 2)
+        .collect();
+    let safe = (second["first_near_tie"].as_u64().unwrap() as usize).min(want.len());
+    assert_eq!(&out.tokens[..safe], &want[..safe]);
+}
