@@ -187,41 +187,20 @@ pub fn matmul(pool: &ThreadPool, w: &QMatrix, x: &[f32], n: usize, out: &mut [f3
         return;
     }
     if n < GEMM_MIN_TOKENS && packed_block_bytes(w.ty).is_some() {
-        // A few tokens (batched decoding): the fused row kernel per token over a block of rows
-        // small enough to stay in cache, so the weights come from memory once for all tokens.
-        let rows_per_block = (16 * 1024 / w.row_bytes.max(1))
-            .next_multiple_of(simd::TILE_ROWS)
-            .max(simd::TILE_ROWS);
+        // A few tokens (batched decoding): each block of a row is converted once and multiplied
+        // with every token in registers.
         let mut out_t = vec![0f32; n * w.rows];
-        let chunk = w
-            .rows
-            .div_ceil(pool.threads() * 4)
-            .next_multiple_of(simd::TILE_ROWS)
-            .max(16);
+        let chunk = w.rows.div_ceil(pool.threads() * 4).max(16);
         pool.install(|| {
             out_t
                 .par_chunks_mut(chunk * n)
                 .enumerate()
                 .for_each(|(ci, o)| {
-                    let r0 = ci * chunk;
-                    let rows_here = o.len() / n;
-                    let mut part = vec![0f32; rows_per_block];
-                    for b0 in (0..rows_here).step_by(rows_per_block) {
-                        let b1 = (b0 + rows_per_block).min(rows_here);
-                        let rows = &w.data[(r0 + b0) * w.row_bytes..(r0 + b1) * w.row_bytes];
-                        for t in 0..n {
-                            let part = &mut part[..b1 - b0];
-                            k.gemv(
-                                w.ty,
-                                rows,
-                                w.row_bytes,
-                                &x[t * w.cols..(t + 1) * w.cols],
-                                part,
-                                &mut [],
-                            );
-                            for (i, &v) in part.iter().enumerate() {
-                                o[(b0 + i) * n + t] = v;
-                            }
+                    for (i, ys) in o.chunks_exact_mut(n).enumerate() {
+                        let row = w.row(ci * chunk + i);
+                        for (g, yg) in ys.chunks_mut(simd::ROW_TOKENS).enumerate() {
+                            let x0 = g * simd::ROW_TOKENS * w.cols;
+                            k.dot_row_tokens(w.ty, row, &x[x0..], w.cols, yg);
                         }
                     }
                 });

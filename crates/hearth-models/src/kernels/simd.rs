@@ -117,6 +117,25 @@ impl Kernels {
         axpy(self.isa, out, w, v)
     }
 
+    /// `out[t] = row · x[t]` for `out.len()` tokens (at most [`ROW_TOKENS`]) of `cols` floats
+    /// each in `xs`, for a repacked Q4_0, Q4_1 or Q8_0 row; other types give NaN.
+    #[inline]
+    pub fn dot_row_tokens(
+        self,
+        ty: GgmlType,
+        row: &[u8],
+        xs: &[f32],
+        cols: usize,
+        out: &mut [f32],
+    ) {
+        if !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) || out.len() > ROW_TOKENS
+        {
+            out.fill(f32::NAN);
+            return;
+        }
+        dot_row_tokens(self.isa, ty, row, xs, cols, out);
+    }
+
     /// `out[r·n + t] = Σ_c w[r][c] · x[t][c]` for the first `out.len() / n` of the
     /// [`TILE_ROWS`] rows of `w` (`TILE_ROWS × cols`, dequantized) and the `n` tokens of `x`
     /// (`n × cols`).
@@ -409,6 +428,59 @@ multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
         }
     }
     hsum(acc)
+}}
+
+/// Tokens one pass of [`Kernels::dot_row_tokens`] multiplies with each converted block.
+pub const ROW_TOKENS: usize = 4;
+
+multiversion! {
+    /// `out[t] = row · xs[t]` for up to [`ROW_TOKENS`] tokens of `cols` floats each: every block
+    /// of a repacked Q4_0, Q4_1 or Q8_0 row is converted to floats once and multiplied with each
+    /// token while it sits in registers (batched decoding).
+    fn dot_row_tokens(ty: GgmlType, row: &[u8], xs: &[f32], cols: usize, out: &mut [f32]) {
+    let n = out.len().min(ROW_TOKENS);
+    let mut acc = [[0f32; 16]; ROW_TOKENS];
+    let bytes = match ty {
+        GgmlType::Q4_1 => 24,
+        GgmlType::Q4_0 => 20,
+        _ => 36,
+    };
+    for (bi, b) in row.chunks_exact(bytes).enumerate() {
+        let mut w = [0f32; 32];
+        match ty {
+            GgmlType::Q4_1 => {
+                let (d, m) = (f32_at(b, 0), f32_at(b, 4));
+                for j in 0..16 {
+                    w[j] = f32::from(b[8 + j] & 0xf) * d + m;
+                    w[j + 16] = f32::from(b[8 + j] >> 4) * d + m;
+                }
+            }
+            GgmlType::Q4_0 => {
+                let d = f32_at(b, 0);
+                for j in 0..16 {
+                    w[j] = (f32::from(b[4 + j] & 0xf) - 8.0) * d;
+                    w[j + 16] = (f32::from(b[4 + j] >> 4) - 8.0) * d;
+                }
+            }
+            _ => {
+                let d = f32_at(b, 0);
+                for j in 0..32 {
+                    w[j] = f32::from(b[4 + j] as i8) * d;
+                }
+            }
+        }
+        for (t, a) in acc.iter_mut().enumerate().take(n) {
+            let Some(x) = xs.get(t * cols + bi * 32..t * cols + bi * 32 + 32) else {
+                continue;
+            };
+            for j in 0..16 {
+                a[j] += w[j] * x[j] + w[j + 16] * x[j + 16];
+            }
+        }
+    }
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum(a);
+    }
 }}
 
 /// Weight rows multiplied together by [`Kernels::gemm_tile`].

@@ -161,6 +161,28 @@ proptest! {
         }
     }
 
+    /// The batched-decoding kernel (one row, up to four tokens) against hearth-gguf's scalar
+    /// dequantization and float64 dot products, for every format and variant.
+    #[test]
+    fn dot_row_tokens_matches_reference(blocks in 1usize..5, n in 1usize..=simd::ROW_TOKENS, seed in any::<u32>()) {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let (ggml, packed) = random_rows(ty, 1, blocks, seed);
+            let cols = blocks * 32;
+            let xs: Vec<f32> = (0..(n * cols) as u32).map(|i| (i.wrapping_mul(40503).wrapping_add(seed) % 997) as f32 / 300.0 - 1.5).collect();
+            let deq = hearth_gguf::quants::dequantize_to_vec(ty, &ggml).unwrap();
+            for k in Kernels::available() {
+                let mut out = vec![f32::NAN; n];
+                k.dot_row_tokens(ty, &packed, &xs, cols, &mut out);
+                for (t, got) in out.iter().enumerate() {
+                    let xt = &xs[t * cols..(t + 1) * cols];
+                    let naive: f64 = deq.iter().zip(xt).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                    let mag: f32 = deq.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
+                    prop_assert!(close(*got, naive as f32, mag), "{ty} {:?} token {t}: {got} vs {naive}", k.isa);
+                }
+            }
+        }
+    }
+
     /// The register-tiled f32 kernel (several rows × several tokens) against float64 dot
     /// products, for widths that are and are not multiples of the vector width.
     #[test]
