@@ -211,6 +211,15 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// A prompt no earlier request began with (beyond the chat template's shared system prompt), so
+/// time to first token includes computing it.
+fn fresh_prompt(i: usize) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NONCE: AtomicUsize = AtomicUsize::new(0);
+    let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
+    format!("Request {nonce}. {}", PROMPTS[i % PROMPTS.len()])
+}
+
 const PROMPTS: [&str; 4] = [
     "Write a long story about a lighthouse keeper.",
     "Explain how rainbows form, in detail.",
@@ -256,10 +265,10 @@ pub fn serve_bench(
             let t0 = Instant::now();
             let handles: Vec<_> = (0..c)
                 .map(|i| {
-                    let prompt = PROMPTS[i % PROMPTS.len()];
+                    let prompt = fresh_prompt(i);
                     let model = model.to_owned();
                     std::thread::spawn(move || {
-                        stream_once(addr, &model, t0, &format!("u{i}"), prompt, tokens)
+                        stream_once(addr, &model, t0, &format!("u{i}"), &prompt, tokens)
                     })
                 })
                 .collect();
@@ -287,21 +296,23 @@ pub fn serve_bench(
     // Fairness.
     let b_alone: Vec<f64> = (0..3)
         .map(|_| {
-            stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0)
+            stream_once(addr, model, Instant::now(), "b", &fresh_prompt(1), 8)
+                .map(|r| r.ttft * 1000.0)
         })
         .collect::<Result<_, _>>()?;
     let t0 = Instant::now();
     let flooders: Vec<_> = (0..flood)
         .map(|i| {
-            let prompt = PROMPTS[i % PROMPTS.len()];
+            let prompt = fresh_prompt(i);
             let model = model.to_owned();
-            std::thread::spawn(move || stream_once(addr, &model, t0, "a", prompt, tokens))
+            std::thread::spawn(move || stream_once(addr, &model, t0, "a", &prompt, tokens))
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let b_flood: Vec<f64> = (0..3)
         .map(|_| {
-            stream_once(addr, model, Instant::now(), "b", PROMPTS[1], 8).map(|r| r.ttft * 1000.0)
+            stream_once(addr, model, Instant::now(), "b", &fresh_prompt(1), 8)
+                .map(|r| r.ttft * 1000.0)
         })
         .collect::<Result<_, _>>()?;
     for h in flooders {
