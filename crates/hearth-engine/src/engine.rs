@@ -180,6 +180,7 @@ impl EngineHandle {
             prefill_chunk: config.prefill_chunk.max(1),
             max_active: config.max_active.max(1),
             prefixes: PrefixCache::new(config.prefix_cache_entries),
+            last_step_was_prompt: false,
             active: VecDeque::new(),
             waiting: VecDeque::new(),
             turns: VecDeque::new(),
@@ -271,6 +272,8 @@ struct Worker {
     prefill_chunk: usize,
     max_active: usize,
     prefixes: PrefixCache,
+    /// Whether the last step ran prompt tokens (steps alternate when both kinds of work wait).
+    last_step_was_prompt: bool,
     /// Requests holding a KV cache, in the order they are next stepped (per user).
     active: VecDeque<Sequence>,
     /// Requests not started yet, per user, users in arrival order.
@@ -431,6 +434,16 @@ impl Worker {
         let now = Instant::now();
         let mut budget = self.prefill_chunk;
         let mut planned: Vec<(Sequence, Input)> = Vec::new();
+        // Prompt work and decoding alternate steps when both wait, so a newcomer's first token
+        // is not held up by a full batch of decoding streams, and those streams never wait more
+        // than one chunk of prompt work for their next token.
+        let prefilling = self.active.iter().any(|s| s.prefilled < s.req.prompt.len());
+        let decoding = self
+            .active
+            .iter()
+            .any(|s| s.prefilled == s.req.prompt.len());
+        let prompt_step = prefilling && (!decoding || !self.last_step_was_prompt);
+        self.last_step_was_prompt = prompt_step;
         for mut seq in self.take_in_turn_order() {
             if seq.req.deadline.is_some_and(|d| now >= d) {
                 self.fail(&mut seq, &EngineError::TimedOut);
@@ -441,6 +454,10 @@ impl Worker {
                 continue;
             }
             let prompt_len = seq.req.prompt.len();
+            if (seq.prefilled < prompt_len) != prompt_step {
+                planned.push((seq, Input::Wait));
+                continue;
+            }
             if seq.prefilled < prompt_len {
                 let take = budget.min(prompt_len - seq.prefilled);
                 budget -= take;
@@ -558,6 +575,6 @@ enum Input {
     Decode(u32),
     /// Prompt tokens `a..b`.
     Prefill(usize, usize),
-    /// Nothing this step (the prefill budget is spent).
+    /// Nothing this step (the prefill budget is spent, or it is the other kind of step).
     Wait,
 }
