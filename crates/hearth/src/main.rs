@@ -76,9 +76,9 @@ enum Command {
     Rm { model: String },
     /// Show the models the running server has loaded.
     Ps,
-    /// Print the effective configuration and where each layer came from.
+    /// Print the effective configuration and the layers it was read from.
     Config,
-    /// Measure speed: prefill and decode tokens/s, compared with llama.cpp when available.
+    /// Measure speed (`bench speed`, against llama.cpp) and serving under load (`bench serve`).
     #[command(subcommand)]
     Bench(commands::BenchCommand),
     /// Print the version.
