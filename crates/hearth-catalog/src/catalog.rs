@@ -880,7 +880,7 @@ impl Catalog {
             format,
             source,
             location,
-            created: fsutil::rfc3339(SystemTime::now()),
+            created: hearth_time::rfc3339(SystemTime::now(), hearth_time::Precision::Seconds),
             files,
         };
         self.write_manifest(&m, n)?;

@@ -1,22 +1,6 @@
-use crate::fsutil::{civil_from_days, rfc3339};
 use crate::hub::pick_quant;
 use crate::name::encode_key;
 use crate::pip::unsafe_member_path;
-
-#[test]
-fn civil_dates() {
-    // Reference values from `date -u -d @<secs>` (GNU coreutils).
-    fn check(secs: u64, expect: &str) {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-        assert_eq!(rfc3339(t), expect, "{secs}");
-    }
-    check(0, "1970-01-01T00:00:00Z");
-    check(951_782_400, "2000-02-29T00:00:00Z");
-    check(951_868_799, "2000-02-29T23:59:59Z");
-    check(1_709_164_800, "2024-02-29T00:00:00Z");
-    check(4_102_444_800, "2100-01-01T00:00:00Z");
-    assert_eq!(civil_from_days(365), (1971, 1, 1));
-}
 
 #[test]
 fn keys_are_file_name_safe() {

@@ -50,22 +50,6 @@ fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
-/// (year, month, day) of the day `z` days after 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let m = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let y = if m <= 2 { y + 1 } else { y };
-    // d and m are small and positive by construction.
-    (y, m.unsigned_abs() as u32, d.unsigned_abs() as u32)
-}
-
 impl Civil {
     /// Breaks down `unix` seconds (UTC). Times are clamped to years -9999..=9999 worth of seconds
     /// so that hostile inputs cannot overflow.
@@ -74,7 +58,7 @@ impl Civil {
         let unix = unix.clamp(-LIMIT - 62_167_219_200, LIMIT);
         let days = unix.div_euclid(86_400);
         let secs = unix.rem_euclid(86_400).unsigned_abs() as u32;
-        let (year, month, day) = civil_from_days(days);
+        let (year, month, day) = hearth_time::civil_from_days(days);
         let weekday = (days + 4).rem_euclid(7).unsigned_abs() as u32; // 1970-01-01 was a Thursday
         const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
         let leap = u32::from(month > 2 && is_leap(year));
