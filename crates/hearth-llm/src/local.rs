@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -545,6 +545,36 @@ impl LocalModels {
     }
 }
 
+/// When an embedding request's work should stop early.
+struct Stop {
+    cancelled: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+impl Stop {
+    fn check(&self) -> Result<(), LlmError> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(LlmError::Internal("the request was cancelled".to_owned()));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(LlmError::Busy(
+                "embedding ran past the server's request timeout; send fewer inputs per request"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Marks a request cancelled when its future is dropped (normally after the work is done).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Counts a request as running on an embedder until dropped (also when the client goes away).
 struct Active(Arc<Embedder>);
 
@@ -679,6 +709,7 @@ impl Embedder {
         inputs: &EmbedInput,
         truncate: bool,
         dimensions: Option<usize>,
+        stop: &Stop,
     ) -> Result<(Vec<Vec<f32>>, u32), LlmError> {
         let dim = self.bert.dim();
         if let Some(n) = dimensions
@@ -692,6 +723,7 @@ impl Embedder {
         let tokens: usize = seqs.iter().map(Vec::len).sum();
         let mut vectors = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(EMBED_BATCH) {
+            stop.check()?;
             let out = self.bert.embed(&self.pool, chunk).map_err(internal)?;
             vectors.extend(out);
         }
@@ -859,8 +891,18 @@ impl ModelService for LocalModels {
             let embedder = embedder.clone();
             let name = loaded.details.info.name.clone();
             let _active = Active::new(embedder.clone());
+            // The work stops between batches when the client goes away (this future is
+            // dropped) or the request timeout passes.
+            let stop = Stop {
+                cancelled: Arc::new(AtomicBool::new(false)),
+                deadline: self
+                    .config
+                    .request_timeout
+                    .and_then(|t| started.checked_add(t)),
+            };
+            let _cancel = CancelOnDrop(stop.cancelled.clone());
             let result = tokio::task::spawn_blocking(move || {
-                embedder.run(&name, &req.inputs, req.truncate, req.dimensions)
+                embedder.run(&name, &req.inputs, req.truncate, req.dimensions, &stop)
             })
             .await;
             let (vectors, prompt_tokens) = result.map_err(internal)??;

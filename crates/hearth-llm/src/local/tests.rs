@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{Embedder, shorten};
+use super::{Embedder, Stop, shorten};
 use crate::{EmbedInput, LlmError};
 
 const MODEL: &str = "all-minilm:l6-v2";
@@ -18,6 +18,14 @@ fn embedder() -> Option<Embedder> {
         return None;
     };
     Some(Embedder::open(&PathBuf::from(dir), 2, 0).expect("the embedding model loads"))
+}
+
+/// Never stops early.
+fn go() -> Stop {
+    Stop {
+        cancelled: std::sync::Arc::default(),
+        deadline: None,
+    }
 }
 
 fn golden() -> Vec<Value> {
@@ -80,7 +88,7 @@ fn texts_embed_like_the_reference() {
     for (seq, row) in seqs.iter().zip(&rows) {
         assert_eq!(*seq, ids(&row["token_ids"]), "{}", row["text"]);
     }
-    let (vectors, tokens) = e.run(MODEL, &inputs, true, None).unwrap();
+    let (vectors, tokens) = e.run(MODEL, &inputs, true, None, &go()).unwrap();
     assert_eq!(tokens as usize, seqs.iter().map(Vec::len).sum::<usize>());
     for (v, row) in vectors.iter().zip(&rows) {
         let want: Vec<f64> = row["embedding"]
@@ -103,7 +111,7 @@ fn overlong_input_is_refused_without_truncation() {
         .find(|r| r["token_ids"].as_array().unwrap().len() == 256)
         .unwrap();
     let inputs = EmbedInput::Texts(vec!["short".into(), long["text"].as_str().unwrap().into()]);
-    match e.run(MODEL, &inputs, false, None) {
+    match e.run(MODEL, &inputs, false, None, &go()) {
         Err(LlmError::BadRequest(m)) => {
             assert!(m.starts_with("input 1 is "), "{m}");
             let n: usize = m["input 1 is ".len()..]
@@ -159,16 +167,16 @@ fn token_arrays_are_the_models_own_ids() {
 fn dimensions_keep_a_renormalised_prefix() {
     let Some(e) = embedder() else { return };
     let inputs = EmbedInput::Texts(vec!["A man is eating food.".into()]);
-    let (full, _) = e.run(MODEL, &inputs, true, None).unwrap();
+    let (full, _) = e.run(MODEL, &inputs, true, None, &go()).unwrap();
     assert_eq!(full[0].len(), 384);
-    let (short, _) = e.run(MODEL, &inputs, true, Some(32)).unwrap();
+    let (short, _) = e.run(MODEL, &inputs, true, Some(32), &go()).unwrap();
     let mut expect = full[0].clone();
     shorten(&mut expect, 32);
     assert_eq!(short[0], expect);
     let norm: f32 = short[0].iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5);
     for bad in [0, 385] {
-        match e.run(MODEL, &inputs, true, Some(bad)) {
+        match e.run(MODEL, &inputs, true, Some(bad), &go()) {
             Err(LlmError::BadRequest(m)) => assert_eq!(
                 m,
                 format!("dimensions must be between 1 and 384 for `{MODEL}` (got {bad})")
@@ -176,4 +184,26 @@ fn dimensions_keep_a_renormalised_prefix() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[test]
+fn cancelled_or_late_requests_stop_before_the_next_batch() {
+    let Some(e) = embedder() else { return };
+    let inputs = EmbedInput::Texts(vec!["x".into(); 40]);
+    let cancelled = go();
+    cancelled
+        .cancelled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(
+        e.run(MODEL, &inputs, true, None, &cancelled),
+        Err(LlmError::Internal(_))
+    ));
+    let late = Stop {
+        deadline: Some(std::time::Instant::now()),
+        ..go()
+    };
+    assert!(matches!(
+        e.run(MODEL, &inputs, true, None, &late),
+        Err(LlmError::Busy(_))
+    ));
 }
