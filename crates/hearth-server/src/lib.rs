@@ -6,9 +6,9 @@
 //!
 //! Code map: `error` maps every failure to a status and body, once; `body` is the JSON extractor;
 //! `generation` turns a [`hearth_llm::GenerationStream`] into a response body (the body owns the
-//! stream, so a client that goes away cancels its generation); `openai`, `ollama` and `embeddings` hold the
-//! handlers and the hand-written conversions between wire and domain types; `metrics` is the
-//! Prometheus text endpoint; `wire` has ids, timestamps and durations.
+//! stream, so a client that goes away cancels its generation); `openai`, `ollama` and
+//! `embeddings` hold the handlers and the hand-written conversions between wire and domain
+//! types; `metrics` is the Prometheus text endpoint; `wire` has ids, timestamps and durations.
 #![forbid(unsafe_code)]
 
 mod body;
