@@ -1,5 +1,6 @@
 //! Ollama-compatible shapes: `/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/ps`,
-//! `/api/version`, errors. Field names follow Ollama's `api/types.go`.
+//! `/api/version`, `/api/embed`, `/api/embeddings`, errors. Field names follow Ollama's
+//! `api/types.go`.
 
 use serde::{Deserialize, Serialize};
 
@@ -212,4 +213,58 @@ pub struct VersionResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// `input` of `POST /api/embed`: one text or several.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EmbedInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `POST /api/embed`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EmbedRequest {
+    pub model: String,
+    pub input: EmbedInput,
+    /// `true` when absent: inputs longer than the model's limit are cut.
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub dimensions: Option<i64>,
+    #[serde(default)]
+    pub keep_alive: Option<KeepAlive>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub options: Option<serde_json::Value>,
+}
+
+/// The answer of `POST /api/embed`; durations in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedResponse {
+    pub model: String,
+    pub embeddings: Vec<Vec<f32>>,
+    pub total_duration: u64,
+    pub load_duration: u64,
+    pub prompt_eval_count: u32,
+}
+
+/// `POST /api/embeddings` (the older, one-text form).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    #[serde(default)]
+    pub prompt: String,
+    #[serde(default)]
+    pub keep_alive: Option<KeepAlive>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub options: Option<serde_json::Value>,
+}
+
+/// The answer of `POST /api/embeddings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsResponse {
+    pub embedding: Vec<f32>,
 }

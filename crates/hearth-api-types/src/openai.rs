@@ -1,4 +1,5 @@
-//! OpenAI-compatible shapes: `/v1/chat/completions`, `/v1/completions`, `/v1/models`, errors.
+//! OpenAI-compatible shapes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+//! `/v1/models`, errors.
 
 use serde::{Deserialize, Serialize};
 
@@ -254,4 +255,60 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+}
+
+/// `input` of `POST /v1/embeddings`: a string, strings, token ids, or lists of token ids.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// `POST /v1/embeddings`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub input: EmbeddingInput,
+    /// `"float"` (default) or `"base64"`.
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    #[serde(default)]
+    pub dimensions: Option<i64>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// One embedding: numbers, or base64 of little-endian `f32`s.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EmbeddingVector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Embedding {
+    /// `"embedding"`
+    pub object: String,
+    pub index: u32,
+    pub embedding: EmbeddingVector,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct EmbeddingUsage {
+    pub prompt_tokens: u32,
+    pub total_tokens: u32,
+}
+
+/// The answer of `POST /v1/embeddings`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct EmbeddingResponse {
+    /// `"list"`
+    pub object: String,
+    pub data: Vec<Embedding>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
 }

@@ -212,3 +212,115 @@ fn ollama_final_chat_object_matches_the_docs_shape() {
         json!({"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","response":"The","done":false}),
     );
 }
+
+#[test]
+fn openai_embedding_input_takes_every_documented_form() {
+    let req = |input: openai::EmbeddingInput| openai::EmbeddingRequest {
+        model: "text-embedding-3-small".into(),
+        input,
+        encoding_format: None,
+        dimensions: None,
+        user: None,
+    };
+    let m = "text-embedding-3-small";
+    check_parse(
+        json!({"model": m, "input": "The food was delicious"}),
+        req(openai::EmbeddingInput::Text(
+            "The food was delicious".into(),
+        )),
+    );
+    check_parse(
+        json!({"model": m, "input": ["a", "b"]}),
+        req(openai::EmbeddingInput::Texts(vec!["a".into(), "b".into()])),
+    );
+    check_parse(
+        json!({"model": m, "input": [1, 2, 3]}),
+        req(openai::EmbeddingInput::Tokens(vec![1, 2, 3])),
+    );
+    check_parse(
+        json!({"model": m, "input": [[1, 2], [3]]}),
+        req(openai::EmbeddingInput::TokenLists(vec![
+            vec![1, 2],
+            vec![3],
+        ])),
+    );
+    check_parse(
+        json!({"model": m, "input": "x", "encoding_format": "base64", "dimensions": 8, "user": "u"}),
+        openai::EmbeddingRequest {
+            encoding_format: Some("base64".into()),
+            dimensions: Some(8),
+            user: Some("u".into()),
+            ..req(openai::EmbeddingInput::Text("x".into()))
+        },
+    );
+}
+
+#[test]
+fn openai_embedding_response_matches_the_docs_example() {
+    check_ser(
+        openai::EmbeddingResponse {
+            object: "list".into(),
+            data: vec![openai::Embedding {
+                object: "embedding".into(),
+                index: 0,
+                embedding: openai::EmbeddingVector::Float(vec![0.5, -0.25]),
+            }],
+            model: "text-embedding-ada-002".into(),
+            usage: openai::EmbeddingUsage {
+                prompt_tokens: 8,
+                total_tokens: 8,
+            },
+        },
+        json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25]}],
+               "model": "text-embedding-ada-002", "usage": {"prompt_tokens": 8, "total_tokens": 8}}),
+    );
+}
+
+#[test]
+fn ollama_embed_shapes_match_the_docs_examples() {
+    check_parse(
+        json!({"model": "all-minilm", "input": ["Why is the sky blue?", "Why is the grass green?"]}),
+        ollama::EmbedRequest {
+            model: "all-minilm".into(),
+            input: ollama::EmbedInput::Many(vec![
+                "Why is the sky blue?".into(),
+                "Why is the grass green?".into(),
+            ]),
+            truncate: None,
+            dimensions: None,
+            keep_alive: None,
+            options: None,
+        },
+    );
+    check_parse(
+        json!({"model": "all-minilm", "input": "Why?", "truncate": false, "keep_alive": "5m"}),
+        ollama::EmbedRequest {
+            model: "all-minilm".into(),
+            input: ollama::EmbedInput::One("Why?".into()),
+            truncate: Some(false),
+            dimensions: None,
+            keep_alive: Some(ollama::KeepAlive::Text("5m".into())),
+            options: None,
+        },
+    );
+    check_ser(
+        ollama::EmbedResponse {
+            model: "all-minilm".into(),
+            embeddings: vec![vec![0.5, 0.25]],
+            total_duration: 14143917,
+            load_duration: 1019500,
+            prompt_eval_count: 8,
+        },
+        json!({"model": "all-minilm", "embeddings": [[0.5, 0.25]], "total_duration": 14143917,
+               "load_duration": 1019500, "prompt_eval_count": 8}),
+    );
+    check_parse(
+        json!({"model": "all-minilm", "prompt": "Here is an article about llamas..."}),
+        ollama::EmbeddingsRequest {
+            model: "all-minilm".into(),
+            prompt: "Here is an article about llamas...".into(),
+            keep_alive: None,
+            options: None,
+        },
+    );
+}

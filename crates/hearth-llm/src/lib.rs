@@ -165,6 +165,53 @@ pub enum LlmError {
     Internal(String),
 }
 
+/// What to embed: texts, or token ids of the model's own vocabulary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedInput {
+    Texts(Vec<String>),
+    /// Ids of the embedding model's own tokenizer (for MiniLM: its WordPiece vocabulary, not
+    /// an OpenAI `cl100k` encoding). `[CLS]` and `[SEP]` are added when missing.
+    Tokens(Vec<Vec<u32>>),
+}
+
+impl EmbedInput {
+    pub fn len(&self) -> usize {
+        match self {
+            EmbedInput::Texts(t) => t.len(),
+            EmbedInput::Tokens(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A request for sentence embeddings, one vector per input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedRequest {
+    pub model: String,
+    pub inputs: EmbedInput,
+    /// Cut inputs longer than the model's limit (Ollama's default); `false` refuses them.
+    pub truncate: bool,
+    /// Keep the first `n` components and re-normalise; `1..=dim`.
+    pub dimensions: Option<usize>,
+    pub keep_alive: Option<Duration>,
+    /// Who asks. Empty: anonymous.
+    pub user: String,
+}
+
+/// Unit-length embeddings, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens embedded, over all inputs (after truncation, `[CLS]` and `[SEP]` included).
+    pub prompt_tokens: u32,
+    /// Time spent loading the model for this request (zero when it was already loaded).
+    pub load_duration: Duration,
+    pub total_duration: Duration,
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the server asks of models. Implemented by the embedded engine's model manager.
@@ -174,6 +221,8 @@ pub trait ModelService: Send + Sync + 'static {
     -> BoxFuture<'_, Result<GenerationStream, LlmError>>;
     fn list(&self) -> BoxFuture<'_, Result<Vec<ModelInfo>, LlmError>>;
     fn show(&self, model: &str) -> BoxFuture<'_, Result<ModelDetails, LlmError>>;
+    /// Sentence embeddings from an embedding model (a chat model is refused as bad input).
+    fn embed(&self, req: EmbedRequest) -> BoxFuture<'_, Result<Embeddings, LlmError>>;
     fn running(&self) -> BoxFuture<'_, Vec<RunningModel>>;
     /// Load `model` now without generating, to stay for `keep_alive` (a zero keep-alive unloads
     /// it). Returns how long loading took (zero when it was already loaded).

@@ -5,7 +5,8 @@
 //! than `max_loaded` would be resident.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,13 +15,15 @@ use hearth_engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, GenerateRequest, SamplingParams,
 };
 use hearth_gguf::{Gguf, GgufFile, Value};
+use hearth_models::{Bert, ThreadPool};
 use hearth_template::ChatTemplate;
+use hearth_tokenizer::WordPiece;
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::{
-    BoxFuture, ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions,
-    GenerationStream, LlmError, Message, ModelDetails, ModelInfo, ModelService, RunningModel,
-    StreamEvent,
+    BoxFuture, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest, Embeddings,
+    FinishReason, GenerationOptions, GenerationStream, LlmError, Message, ModelDetails, ModelInfo,
+    ModelService, RunningModel, StreamEvent,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -37,12 +40,90 @@ pub struct LocalConfig {
     pub request_timeout: Option<Duration>,
 }
 
-/// A model in memory with what requests need besides the engine.
+/// Most inputs one embedding request may carry (OpenAI's limit).
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
+/// Inputs embedded in one call of the encoder.
+const EMBED_BATCH: usize = 32;
+
+/// A model in memory: what every kind has, and the kind.
 struct Loaded {
-    handle: EngineHandle,
-    template: ChatTemplate,
     details: ModelDetails,
     load_duration: Duration,
+    kind: Kind,
+}
+
+/// What a loaded model is for.
+enum Kind {
+    /// A GGUF language model on its engine thread.
+    Chat {
+        handle: EngineHandle,
+        template: Box<ChatTemplate>,
+    },
+    /// A sentence-embedding model folder.
+    Embed(Arc<Embedder>),
+}
+
+/// A BERT sentence encoder with its tokenizer and its own worker threads.
+struct Embedder {
+    bert: Bert,
+    tokenizer: WordPiece,
+    pool: ThreadPool,
+    /// Bytes of the model folder (what it holds in memory, near enough).
+    size: u64,
+    /// Requests embedding right now (a busy model is not unloaded).
+    active: AtomicUsize,
+}
+
+impl Loaded {
+    fn chat(&self) -> Result<(&EngineHandle, &ChatTemplate), LlmError> {
+        match &self.kind {
+            Kind::Chat { handle, template } => Ok((handle, &**template)),
+            Kind::Embed(_) => Err(not_chat(&self.details.info.name)),
+        }
+    }
+
+    /// Requests queued or running.
+    fn busy(&self) -> usize {
+        match &self.kind {
+            Kind::Chat { handle, .. } => handle.load(),
+            Kind::Embed(e) => e.active.load(Ordering::Relaxed),
+        }
+    }
+
+    fn size_in_memory(&self) -> u64 {
+        match &self.kind {
+            Kind::Chat { handle, .. } => handle.summary().weights_bytes as u64,
+            Kind::Embed(e) => e.size,
+        }
+    }
+
+    fn context_length(&self) -> u64 {
+        match &self.kind {
+            Kind::Chat { handle, .. } => handle.summary().context_length as u64,
+            Kind::Embed(e) => e.bert.max_tokens() as u64,
+        }
+    }
+}
+
+fn not_chat(name: &str) -> LlmError {
+    LlmError::BadRequest(format!(
+        "`{name}` is an embedding model; it cannot generate text"
+    ))
+}
+
+fn not_embedding(name: &str) -> LlmError {
+    LlmError::BadRequest(format!(
+        "`{name}` is not an embedding model; embed with one such as `all-minilm:l6-v2` (`hearth pull all-minilm:l6-v2`)"
+    ))
+}
+
+/// Which kind of model a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Chat,
+    Embed,
+    Any,
 }
 
 struct Slot {
@@ -250,13 +331,13 @@ impl LocalModels {
         &self,
         name: &str,
         keep_alive: Option<Duration>,
+        want: Want,
     ) -> Result<Arc<Loaded>, LlmError> {
         let entry = self.catalog.get(name).map_err(catalog_error)?;
-        if entry.format != ModelFormat::Gguf {
-            return Err(LlmError::BadRequest(format!(
-                "`{}` is an embedding model; it cannot generate text",
-                entry.name
-            )));
+        match (entry.format, want) {
+            (ModelFormat::Gguf, Want::Embed) => return Err(not_embedding(&entry.name)),
+            (ModelFormat::SafetensorsDir, Want::Chat) => return Err(not_chat(&entry.name)),
+            _ => {}
         }
         let key = entry.name.clone();
         // A keep-alive beyond a century means "forever".
@@ -277,6 +358,9 @@ impl LocalModels {
         let engine = self.config.engine.clone();
         let loaded = cell
             .get_or_try_init(|| async move {
+                if entry.format == ModelFormat::SafetensorsDir {
+                    return load_embedder(entry, engine.threads).await;
+                }
                 let started = Instant::now();
                 let path = entry.path.clone();
                 let (handle, details) = tokio::task::spawn_blocking(move || {
@@ -298,10 +382,12 @@ impl LocalModels {
                 let load_duration = started.elapsed();
                 tracing::info!(model = %details.info.name, ms = load_duration.as_millis() as u64, "model loaded");
                 Ok::<_, LlmError>(Arc::new(Loaded {
-                    handle,
-                    template,
                     details,
                     load_duration,
+                    kind: Kind::Chat {
+                        handle,
+                        template: Box::new(template),
+                    },
                 }))
             })
             .await;
@@ -347,7 +433,7 @@ impl LocalModels {
         };
         let now = Instant::now();
         slots.retain(|name, s| {
-            let busy = s.cell.get().is_some_and(|l| l.handle.load() > 0);
+            let busy = s.cell.get().is_some_and(|l| l.busy() > 0);
             if busy {
                 // Keep-alive counts from the end of the last request.
                 s.last_used = now;
@@ -407,14 +493,15 @@ impl LocalModels {
             },
         };
         loaded
-            .handle
+            .chat()?
+            .0
             .generate(req, Box::new(sink))
             .map_err(engine_error)?;
         Ok(rx)
     }
 
-    fn encode(loaded: &Loaded, text: &str) -> Vec<u32> {
-        let tok = loaded.handle.tokenizer();
+    fn encode(loaded: &Loaded, text: &str) -> Result<Vec<u32>, LlmError> {
+        let tok = loaded.chat()?.0.tokenizer();
         let mut ids = tok.encode(text, false, true);
         if tok.add_bos()
             && let Some(bos) = tok.bos()
@@ -422,12 +509,12 @@ impl LocalModels {
         {
             ids.insert(0, bos);
         }
-        ids
+        Ok(ids)
     }
 
     /// Render `messages` with the model's chat template.
     pub async fn render_chat(&self, model: &str, messages: &[Message]) -> Result<String, LlmError> {
-        let loaded = self.acquire(model, None).await?;
+        let loaded = self.acquire(model, None, Want::Chat).await?;
         render(&loaded, messages)
     }
 
@@ -440,9 +527,9 @@ impl LocalModels {
         make_prompt: impl FnOnce(&Loaded) -> Result<String, LlmError>,
     ) -> Result<GenerationStream, LlmError> {
         let was_loaded = self.is_loaded(model);
-        let loaded = self.acquire(model, keep_alive).await?;
+        let loaded = self.acquire(model, keep_alive, Want::Chat).await?;
         let text = make_prompt(&loaded)?;
-        let prompt = Self::encode(&loaded, &text);
+        let prompt = Self::encode(&loaded, &text)?;
         self.start(loaded, prompt, options, user, !was_loaded)
     }
 
@@ -458,13 +545,220 @@ impl LocalModels {
     }
 }
 
+/// When an embedding request's work should stop early.
+struct Stop {
+    cancelled: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+impl Stop {
+    fn check(&self) -> Result<(), LlmError> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(LlmError::Internal("the request was cancelled".to_owned()));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(LlmError::Busy(
+                "embedding ran past the server's request timeout; send fewer inputs per request"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Marks a request cancelled when its future is dropped (normally after the work is done).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request as running on an embedder until dropped (also when the client goes away).
+struct Active(Arc<Embedder>);
+
+impl Active {
+    fn new(e: Arc<Embedder>) -> Self {
+        e.active.fetch_add(1, Ordering::Relaxed);
+        Self(e)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Loads a sentence-embedding model folder on a blocking thread.
+async fn load_embedder(entry: ModelEntry, threads: usize) -> Result<Arc<Loaded>, LlmError> {
+    let started = Instant::now();
+    let details = folder_details(&entry);
+    let dir = entry.path.clone();
+    let size = entry.size;
+    let embedder = tokio::task::spawn_blocking(move || Embedder::open(&dir, threads, size))
+        .await
+        .map_err(internal)??;
+    let mut details = details;
+    details.context_length = embedder.bert.max_tokens() as u64;
+    let load_duration = started.elapsed();
+    tracing::info!(model = %details.info.name, ms = load_duration.as_millis() as u64, "embedding model loaded");
+    Ok(Arc::new(Loaded {
+        details,
+        load_duration,
+        kind: Kind::Embed(Arc::new(embedder)),
+    }))
+}
+
+/// Largest `tokenizer.json` read (MiniLM's is 0.5 MB).
+const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
+
+fn read_wordpiece(path: &Path) -> Result<WordPiece, LlmError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
+    let mut text = String::new();
+    file.take(MAX_TOKENIZER_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| internal(format!("cannot read {}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_TOKENIZER_BYTES {
+        return Err(internal(format!("{} is too large", path.display())));
+    }
+    WordPiece::from_json(&text).map_err(|e| internal(format!("{}: {e}", path.display())))
+}
+
+impl Embedder {
+    /// Loads the model folder `dir` (`size` bytes) with a pool of `threads` workers.
+    fn open(dir: &Path, threads: usize, size: u64) -> Result<Self, LlmError> {
+        let bert = Bert::load_dir(dir).map_err(internal)?;
+        let tokenizer = read_wordpiece(&dir.join("tokenizer.json"))?;
+        let pool = ThreadPool::new(threads).map_err(internal)?;
+        Ok(Embedder {
+            bert,
+            tokenizer,
+            pool,
+            size,
+            active: AtomicUsize::new(0),
+        })
+    }
+
+    /// Token ids of every input, each `[CLS] … [SEP]` and at most `max_tokens()` long.
+    fn sequences(
+        &self,
+        model: &str,
+        inputs: &EmbedInput,
+        truncate: bool,
+    ) -> Result<Vec<Vec<u32>>, LlmError> {
+        let max = self.bert.max_tokens().max(2);
+        let (cls, sep) = (self.tokenizer.cls(), self.tokenizer.sep());
+        let vocab = self.tokenizer.vocab_size().min(self.bert.config.vocab_size);
+        let too_long = |i: usize, n: usize| {
+            LlmError::BadRequest(format!(
+                "input {i} is {n} tokens long; `{model}` takes at most {max} (shorten it, or let it be truncated)"
+            ))
+        };
+        let mut out = Vec::with_capacity(inputs.len());
+        match inputs {
+            EmbedInput::Texts(texts) => {
+                for (i, text) in texts.iter().enumerate() {
+                    let ids = if truncate {
+                        self.tokenizer.encode(text, max)
+                    } else {
+                        self.tokenizer.encode(text, usize::MAX)
+                    };
+                    if ids.len() > max {
+                        return Err(too_long(i, ids.len()));
+                    }
+                    out.push(ids);
+                }
+            }
+            EmbedInput::Tokens(seqs) => {
+                for (i, seq) in seqs.iter().enumerate() {
+                    if let Some(bad) = seq.iter().find(|&&t| t as usize >= vocab) {
+                        return Err(LlmError::BadRequest(format!(
+                            "input {i}: token id {bad} is not in `{model}`'s vocabulary of {vocab} ids (token arrays are ids of the model's own tokenizer)"
+                        )));
+                    }
+                    let mut ids = Vec::with_capacity(seq.len().min(max) + 2);
+                    if seq.first() != Some(&cls) {
+                        ids.push(cls);
+                    }
+                    ids.extend_from_slice(seq);
+                    if ids.len() < 2 || ids.last() != Some(&sep) {
+                        ids.push(sep);
+                    }
+                    if ids.len() > max {
+                        if !truncate {
+                            return Err(too_long(i, ids.len()));
+                        }
+                        ids.truncate(max - 1);
+                        ids.push(sep);
+                    }
+                    out.push(ids);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Embeds `inputs` in batches; returns the vectors and the tokens embedded.
+    fn run(
+        &self,
+        model: &str,
+        inputs: &EmbedInput,
+        truncate: bool,
+        dimensions: Option<usize>,
+        stop: &Stop,
+    ) -> Result<(Vec<Vec<f32>>, u32), LlmError> {
+        let dim = self.bert.dim();
+        if let Some(n) = dimensions
+            && !(1..=dim).contains(&n)
+        {
+            return Err(LlmError::BadRequest(format!(
+                "dimensions must be between 1 and {dim} for `{model}` (got {n})"
+            )));
+        }
+        let seqs = self.sequences(model, inputs, truncate)?;
+        let tokens: usize = seqs.iter().map(Vec::len).sum();
+        let mut vectors = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(EMBED_BATCH) {
+            stop.check()?;
+            let out = self.bert.embed(&self.pool, chunk).map_err(internal)?;
+            vectors.extend(out);
+        }
+        if let Some(n) = dimensions {
+            for v in &mut vectors {
+                shorten(v, n);
+            }
+        }
+        Ok((vectors, u32::try_from(tokens).unwrap_or(u32::MAX)))
+    }
+}
+
+/// Keeps the first `n` components and scales them back to unit length (OpenAI's `dimensions`).
+pub(crate) fn shorten(v: &mut Vec<f32>, n: usize) {
+    v.truncate(n);
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 {
+        for x in v.iter_mut() {
+            *x = (f64::from(*x) / norm) as f32;
+        }
+    }
+}
+
 fn render(loaded: &Loaded, messages: &[Message]) -> Result<String, LlmError> {
     let msgs: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
         .collect();
     loaded
-        .template
+        .chat()?
+        .1
         .render(&msgs, true, None)
         .map_err(|e| LlmError::BadRequest(format!("chat template: {e}")))
 }
@@ -564,11 +858,64 @@ impl ModelService for LocalModels {
         let model = model.to_owned();
         Box::pin(async move {
             let was_loaded = self.is_loaded(&model);
-            let loaded = self.acquire(&model, keep_alive).await?;
+            let loaded = self.acquire(&model, keep_alive, Want::Any).await?;
             Ok(if was_loaded {
                 Duration::ZERO
             } else {
                 loaded.load_duration
+            })
+        })
+    }
+
+    fn embed(&self, req: EmbedRequest) -> BoxFuture<'_, Result<Embeddings, LlmError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            if req.inputs.is_empty() {
+                return Err(LlmError::BadRequest(
+                    "input is empty; send at least one text to embed".to_owned(),
+                ));
+            }
+            if req.inputs.len() > MAX_EMBED_INPUTS {
+                return Err(LlmError::BadRequest(format!(
+                    "{} inputs is more than the {MAX_EMBED_INPUTS} one request may carry; split them",
+                    req.inputs.len()
+                )));
+            }
+            let was_loaded = self.is_loaded(&req.model);
+            let loaded = self
+                .acquire(&req.model, req.keep_alive, Want::Embed)
+                .await?;
+            let Kind::Embed(embedder) = &loaded.kind else {
+                return Err(not_embedding(&loaded.details.info.name));
+            };
+            let embedder = embedder.clone();
+            let name = loaded.details.info.name.clone();
+            let _active = Active::new(embedder.clone());
+            // The work stops between batches when the client goes away (this future is
+            // dropped) or the request timeout passes.
+            let stop = Stop {
+                cancelled: Arc::new(AtomicBool::new(false)),
+                deadline: self
+                    .config
+                    .request_timeout
+                    .and_then(|t| started.checked_add(t)),
+            };
+            let _cancel = CancelOnDrop(stop.cancelled.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                embedder.run(&name, &req.inputs, req.truncate, req.dimensions, &stop)
+            })
+            .await;
+            let (vectors, prompt_tokens) = result.map_err(internal)??;
+            let load_duration = if was_loaded {
+                Duration::ZERO
+            } else {
+                loaded.load_duration
+            };
+            Ok(Embeddings {
+                vectors,
+                prompt_tokens,
+                load_duration,
+                total_duration: started.elapsed(),
             })
         })
     }
@@ -591,12 +938,15 @@ impl ModelService for LocalModels {
                     let expires_at = now_sys.checked_add(left).unwrap_or(now_sys);
                     Some(RunningModel {
                         info: l.details.info.clone(),
-                        size_in_memory: l.handle.summary().weights_bytes as u64,
+                        size_in_memory: l.size_in_memory(),
                         expires_at,
-                        context_length: l.handle.summary().context_length as u64,
+                        context_length: l.context_length(),
                     })
                 })
                 .collect()
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,12 +6,13 @@
 //!
 //! Code map: `error` maps every failure to a status and body, once; `body` is the JSON extractor;
 //! `generation` turns a [`hearth_llm::GenerationStream`] into a response body (the body owns the
-//! stream, so a client that goes away cancels its generation); `openai` and `ollama` hold the
-//! handlers and the hand-written conversions between wire and domain types; `metrics` is the
-//! Prometheus text endpoint; `wire` has ids, timestamps and durations.
+//! stream, so a client that goes away cancels its generation); `openai`, `ollama` and
+//! `embeddings` hold the handlers and the hand-written conversions between wire and domain
+//! types; `metrics` is the Prometheus text endpoint; `wire` has ids, timestamps and durations.
 #![forbid(unsafe_code)]
 
 mod body;
+mod embeddings;
 mod error;
 mod generation;
 mod metrics;
@@ -100,10 +101,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(embeddings::openai))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/models/{*id}", get(openai::get_model))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
+        .route("/api/embed", post(embeddings::ollama_embed))
+        .route("/api/embeddings", post(embeddings::ollama_embeddings))
         .route("/api/tags", get(ollama::tags))
         .route("/api/show", post(ollama::show))
         .route("/api/ps", get(ollama::ps))

@@ -103,3 +103,23 @@ fn unknown_methods_share_one_label() {
         "{text}"
     );
 }
+
+/// RFC 4648 §10's test vectors, and `f32` vectors encoded by Python's
+/// `base64.b64encode(struct.pack('<…f', …))`.
+#[test]
+fn base64_matches_rfc_4648_and_python() {
+    use crate::embeddings::{base64, base64_f32};
+    let check = |input: &[u8], expect: &str| assert_eq!(base64(input), expect, "{input:?}");
+    check(b"", "");
+    check(b"f", "Zg==");
+    check(b"fo", "Zm8=");
+    check(b"foo", "Zm9v");
+    check(b"foob", "Zm9vYg==");
+    check(b"fooba", "Zm9vYmE=");
+    check(b"foobar", "Zm9vYmFy");
+    check(&[0xff, 0xfe, 0xfd, 0xfc], "//79/A==");
+    let check_f32 = |input: &[f32], expect: &str| assert_eq!(base64_f32(input), expect);
+    check_f32(&[1.0], "AACAPw==");
+    check_f32(&[1.0, -2.0], "AACAPwAAAMA=");
+    check_f32(&[0.5, -0.25, f32::MAX], "AAAAPwAAgL7//39/");
+}

@@ -5,6 +5,8 @@
     reason = "test helpers fail loudly"
 )]
 
+mod embeddings;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

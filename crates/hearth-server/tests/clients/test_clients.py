@@ -4,13 +4,17 @@
     HEARTH_URL=http://127.0.0.1:11434 HEARTH_MODEL=smollm2:135m \
         pytest crates/hearth-server/tests/clients/test_clients.py
 
-HEARTH_URL is the server's base URL (no /v1); HEARTH_MODEL a model it serves. Without HEARTH_URL
-every test is skipped. The tests assert shapes and non-empty content, never the text itself, so
+HEARTH_URL is the server's base URL (no /v1); HEARTH_MODEL a model it serves; HEARTH_EMBED_MODEL
+an embedding model (default all-minilm:l6-v2; its tests skip when the server lists no such model).
+Without HEARTH_URL every test is skipped. The tests assert shapes and non-empty content, never the text itself, so
 they hold for any model (and for the scripted stand-in `examples/scripted_server.rs`).
 """
 
+import base64
 import json
+import math
 import os
+import struct
 import urllib.request
 from datetime import datetime
 
@@ -18,6 +22,7 @@ import pytest
 
 URL = os.environ.get("HEARTH_URL", "").rstrip("/")
 MODEL = os.environ.get("HEARTH_MODEL", "smollm2:135m")
+EMBED_MODEL = os.environ.get("HEARTH_EMBED_MODEL", "all-minilm:l6-v2")
 MAX = 16
 PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 
@@ -198,3 +203,102 @@ def test_ollama_ps(oll):
 def test_ollama_version():
     with urllib.request.urlopen(URL + "/api/version") as r:
         assert json.load(r)["version"]
+
+
+# ---------- embeddings ----------
+
+# all-MiniLM-L6-v2's cosine for this pair, computed with sentence-transformers.
+PAIR = ["A man is eating food.", "A man is eating a piece of bread."]
+PAIR_COSINE = 0.7553
+
+
+@pytest.fixture(scope="module")
+def embed_model():
+    with urllib.request.urlopen(URL + "/api/tags") as r:
+        names = [m["name"] for m in json.load(r)["models"]]
+    if EMBED_MODEL not in names:
+        pytest.skip(f"the server lists no {EMBED_MODEL}")
+    return EMBED_MODEL
+
+
+def cosine(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def check_pair(vectors):
+    assert len(vectors) == 2
+    assert len(vectors[0]) == len(vectors[1]) == 384
+    for v in vectors:
+        assert abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-4
+    assert abs(cosine(*vectors) - PAIR_COSINE) <= 0.001
+
+
+def test_openai_embeddings_float(oai, embed_model):
+    r = oai.embeddings.create(model=embed_model, input=PAIR, encoding_format="float")
+    assert r.object == "list"
+    assert r.model == embed_model
+    assert [d.index for d in r.data] == [0, 1]
+    assert all(d.object == "embedding" for d in r.data)
+    assert r.usage.prompt_tokens == r.usage.total_tokens == 8 + 11
+    check_pair([d.embedding for d in r.data])
+
+
+def test_openai_embeddings_base64(oai, embed_model):
+    # Asked for explicitly, the client hands the base64 text back as is.
+    r = oai.embeddings.create(model=embed_model, input=PAIR, encoding_format="base64")
+    raw = [base64.b64decode(d.embedding) for d in r.data]
+    vectors = [list(struct.unpack(f"<{len(b) // 4}f", b)) for b in raw]
+    check_pair(vectors)
+    floats = oai.embeddings.create(model=embed_model, input=PAIR, encoding_format="float")
+    for v, d in zip(vectors, floats.data):
+        assert v == [struct.unpack("<f", struct.pack("<f", x))[0] for x in d.embedding]
+
+
+def test_openai_embeddings_default_is_decoded_base64(oai, embed_model):
+    # Without encoding_format the client asks for base64 and decodes it itself.
+    r = oai.embeddings.create(model=embed_model, input=PAIR)
+    check_pair([d.embedding for d in r.data])
+    one = oai.embeddings.create(model=embed_model, input=PAIR[0], dimensions=32)
+    assert len(one.data) == 1
+    assert len(one.data[0].embedding) == 32
+
+
+def test_openai_embedding_errors(oai, embed_model):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.embeddings.create(model=embed_model, input=["fine", "word " * 600])
+    assert "input 1 is" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.embeddings.create(model=MODEL, input="x")
+    assert "not an embedding model" in str(e.value)
+
+
+def test_ollama_embed(oll, embed_model):
+    r = oll.embed(model=embed_model, input=PAIR)
+    assert r.model == embed_model
+    check_pair(r.embeddings)
+    assert r.prompt_eval_count == 8 + 11
+    assert r.total_duration > 0
+    # Over-long input is truncated by default.
+    long = oll.embed(model=embed_model, input="word " * 600)
+    assert len(long.embeddings) == 1
+    assert long.prompt_eval_count == 256
+
+
+def test_ollama_embed_errors(oll, embed_model):
+    import ollama
+
+    with pytest.raises(ollama.ResponseError) as e:
+        oll.embed(model=embed_model, input="word " * 600, truncate=False)
+    assert e.value.status_code == 400
+    with pytest.raises(ollama.ResponseError) as e:
+        oll.embed(model="no-such-model:0b", input="x")
+    assert e.value.status_code == 404
+
+
+def test_ollama_embeddings_legacy(oll, embed_model):
+    a = oll.embeddings(model=embed_model, prompt=PAIR[0]).embedding
+    b = oll.embeddings(model=embed_model, prompt=PAIR[1]).embedding
+    check_pair([a, b])

@@ -17,7 +17,7 @@ use hearth_llm::{GenerationOptions, LlmError, Message};
 use serde_json::{Value, json};
 
 use crate::http::{LIMIT, Reply, open_stream, send, serve};
-use crate::scripted::{HF, SMOL};
+use crate::scripted::{EMBED, HF, SMOL};
 
 /// What a case expects of the body.
 enum Expect {
@@ -1142,4 +1142,243 @@ async fn metrics_text_parses_and_counts() {
             reply.body
         );
     }
+}
+
+// ---------- embeddings ----------
+
+fn last_embed(server: &http::Server) -> hearth_llm::EmbedRequest {
+    server.models.last_embed.lock().unwrap().take().unwrap()
+}
+
+fn embedding_data(vectors: &[Value]) -> Value {
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    json!(data)
+}
+
+/// The shape of OpenAI's documented answer; base64 is little-endian f32 bytes (expected values
+/// from Python's `base64.b64encode(struct.pack('<3f', i, 0.5, -0.25))`).
+#[tokio::test]
+async fn openai_embeddings_float_and_base64() {
+    let server = serve().await;
+    for (format, vectors) in [
+        (None, [json!([0.0, 0.5, -0.25]), json!([1.0, 0.5, -0.25])]),
+        (
+            Some("float"),
+            [json!([0.0, 0.5, -0.25]), json!([1.0, 0.5, -0.25])],
+        ),
+        (
+            Some("base64"),
+            [json!("AAAAAAAAAD8AAIC+"), json!("AACAPwAAAD8AAIC+")],
+        ),
+    ] {
+        let mut body = json!({"model": EMBED, "input": ["a", "b"]});
+        if let Some(f) = format {
+            body["encoding_format"] = json!(f);
+        }
+        check_on(
+            &server,
+            post("/v1/embeddings", body).json(json!({
+                "object": "list", "data": embedding_data(&vectors), "model": EMBED,
+                "usage": {"prompt_tokens": 10, "total_tokens": 10}
+            })),
+        )
+        .await;
+    }
+    let got = last_embed(&server);
+    assert_eq!(
+        got.inputs,
+        hearth_llm::EmbedInput::Texts(vec!["a".into(), "b".into()])
+    );
+    assert!(!got.truncate, "OpenAI refuses over-long input");
+    assert_eq!((got.dimensions, got.keep_alive), (None, None));
+}
+
+#[tokio::test]
+async fn openai_embedding_inputs_map_to_embed_inputs() {
+    use hearth_llm::EmbedInput::{Texts, Tokens};
+    let server = serve().await;
+    for (input, expect) in [
+        (json!("one"), Texts(vec!["one".into()])),
+        (json!([101, 7592, 102]), Tokens(vec![vec![101, 7592, 102]])),
+        (
+            json!([[101], [7592, 2088]]),
+            Tokens(vec![vec![101], vec![7592, 2088]]),
+        ),
+    ] {
+        let reply = run(
+            &server,
+            &post(
+                "/v1/embeddings",
+                json!({"model": EMBED, "input": input, "dimensions": 2, "user": "ann"}),
+            ),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let got = last_embed(&server);
+        assert_eq!(got.inputs, expect);
+        assert_eq!(got.dimensions, Some(2));
+        assert_eq!(got.user, "ann");
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["data"][0]["embedding"], json!([0.0, 0.5]));
+    }
+}
+
+#[tokio::test]
+async fn embedding_errors_use_the_one_mapping() {
+    let server = serve().await;
+    let invalid = |message: &str, param: Value| {
+        openai_error(message, "invalid_request_error", param, Value::Null)
+    };
+    for (body, status, expect) in [
+        (
+            json!({"model": EMBED, "input": "x", "encoding_format": "hex"}),
+            400,
+            invalid(
+                "encoding_format: \"hex\" is not supported*",
+                json!("encoding_format"),
+            ),
+        ),
+        (
+            json!({"model": EMBED, "input": "x", "dimensions": 0}),
+            400,
+            invalid(
+                "dimensions: must be at least 1 (got 0)",
+                json!("dimensions"),
+            ),
+        ),
+        (
+            json!({"model": EMBED, "input": []}),
+            400,
+            invalid("input is empty", Value::Null),
+        ),
+        (
+            json!({"model": SMOL, "input": "x"}),
+            400,
+            invalid("`smollm2:135m` is not an embedding model", Value::Null),
+        ),
+        (
+            json!({"model": EMBED, "input": [-1]}),
+            400,
+            invalid(
+                "invalid JSON body: input: data did not match*",
+                json!("input"),
+            ),
+        ),
+        (
+            json!({"model": EMBED}),
+            400,
+            invalid("invalid JSON body: missing field `input`*", Value::Null),
+        ),
+        (
+            json!({"model": "nope", "input": "x"}),
+            404,
+            openai_error(
+                &LlmError::ModelNotFound("nope".into()).to_string(),
+                "invalid_request_error",
+                json!("model"),
+                json!("model_not_found"),
+            ),
+        ),
+    ] {
+        check_on(
+            &server,
+            post("/v1/embeddings", body).status(status).json(expect),
+        )
+        .await;
+    }
+    check_on(
+        &server,
+        post("/api/embed", json!({"model": SMOL, "input": "x"}))
+            .status(400)
+            .json(json!({"error": "`smollm2:135m` is not an embedding model"})),
+    )
+    .await;
+    check_on(
+        &server,
+        post("/api/embed", json!({"model": "busy", "input": "x"}))
+            .status(503)
+            .headers(&[("retry-after", "1")])
+            .json(json!({"error": "busy: 2 requests are queued"})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ollama_embed_truncates_by_default_and_reports_metrics() {
+    let server = serve().await;
+    check_on(
+        &server,
+        post("/api/embed", json!({"model": EMBED, "input": ["a", "b"], "keep_alive": "1m"})).json(
+            json!({"model": EMBED, "embeddings": [[0.0, 0.5, -0.25], [1.0, 0.5, -0.25]],
+                   "total_duration": 10_000_000, "load_duration": 1_000_000, "prompt_eval_count": 10}),
+        ),
+    )
+    .await;
+    let got = last_embed(&server);
+    assert!(got.truncate);
+    assert_eq!(got.keep_alive, Some(Duration::from_secs(60)));
+    check_on(
+        &server,
+        post(
+            "/api/embed",
+            json!({"model": EMBED, "input": "a", "truncate": false, "dimensions": 1}),
+        )
+        .json(
+            json!({"model": EMBED, "embeddings": [[0.0]], "total_duration": 10_000_000,
+                     "load_duration": 1_000_000, "prompt_eval_count": 5}),
+        ),
+    )
+    .await;
+    let got = last_embed(&server);
+    assert_eq!(got.inputs, hearth_llm::EmbedInput::Texts(vec!["a".into()]));
+    assert!(!got.truncate);
+    assert_eq!(got.dimensions, Some(1));
+}
+
+/// As in Ollama: an empty input only loads the model; the legacy route answers one embedding.
+#[tokio::test]
+async fn ollama_empty_embed_loads_and_the_legacy_route_answers_one_vector() {
+    let server = serve().await;
+    for input in [json!(""), json!([])] {
+        let reply = run(
+            &server,
+            &post("/api/embed", json!({"model": EMBED, "input": input})),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["embeddings"], json!([]), "{body}");
+        assert_eq!(body["prompt_eval_count"], 0, "{body}");
+    }
+    assert!(
+        server.models.last_embed.lock().unwrap().is_none(),
+        "nothing embedded"
+    );
+    check_on(
+        &server,
+        post(
+            "/api/embeddings",
+            json!({"model": EMBED, "prompt": "Here is an article about llamas..."}),
+        )
+        .json(json!({"embedding": [0.0, 0.5, -0.25]})),
+    )
+    .await;
+    assert!(last_embed(&server).truncate);
+    check_on(
+        &server,
+        post("/api/embeddings", json!({"model": EMBED, "prompt": ""}))
+            .json(json!({"embedding": []})),
+    )
+    .await;
+    check_on(
+        &server,
+        post("/api/embed", json!({"model": "nope", "input": ""}))
+            .status(404)
+            .json(json!({"error": "model `nope` not found*"})),
+    )
+    .await;
 }

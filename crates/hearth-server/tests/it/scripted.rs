@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_llm::{
-    BoxFuture, ChatRequest, Completion, CompletionRequest, FinishReason, GenerationStream,
-    LlmError, ModelDetails, ModelInfo, ModelService, RunningModel, StreamEvent,
+    BoxFuture, ChatRequest, Completion, CompletionRequest, EmbedRequest, Embeddings, FinishReason,
+    GenerationStream, LlmError, ModelDetails, ModelInfo, ModelService, RunningModel, StreamEvent,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -16,6 +16,15 @@ pub const DELTAS: &[&str] = &["Hel", "lo", "", " world"];
 pub const SMOL: &str = "smollm2:135m";
 /// A name with `/` and `:` in it, as Hugging Face references are.
 pub const HF: &str = "hf.co/org/repo:Q4_1";
+/// The embedding model: input `i` embeds as [`embedding`]`(i)`, each input counts
+/// [`TOKENS_PER_INPUT`] tokens.
+pub const EMBED: &str = "all-minilm:l6-v2";
+pub const TOKENS_PER_INPUT: u32 = 5;
+
+/// The scripted embedding of input `i` (before `dimensions` keeps a prefix of it).
+pub fn embedding(i: usize) -> Vec<f32> {
+    vec![i as f32, 0.5, -0.25]
+}
 
 /// Stands in for the embedded engine so that the wire-format tests run without model weights;
 /// the real engine's end-to-end tests live elsewhere and are written against the real thing.
@@ -23,11 +32,13 @@ pub const HF: &str = "hf.co/org/repo:Q4_1";
 /// Scripts by model name: [`SMOL`] and [`HF`] answer [`DELTAS`] then a fixed [`completion`];
 /// `busy` is refused with [`LlmError::Busy`]; `broken` fails with an internal error carrying a
 /// secret detail; `midway` fails after one delta; `endless` produces deltas until its receiver is
-/// dropped, then notifies [`ScriptedModels::cancelled`]; any other name is not found.
+/// dropped, then notifies [`ScriptedModels::cancelled`]; [`EMBED`] embeds (the chat models refuse
+/// to, as the real service does); any other name is not found.
 #[derive(Debug, Default)]
 pub struct ScriptedModels {
     pub last_chat: Mutex<Option<ChatRequest>>,
     pub last_completion: Mutex<Option<CompletionRequest>>,
+    pub last_embed: Mutex<Option<EmbedRequest>>,
     /// Notified when an `endless` generation starts.
     pub started: Arc<Notify>,
     /// Notified when an `endless` generation's sender sees the channel closed.
@@ -160,7 +171,7 @@ impl ModelService for ScriptedModels {
         model: &str,
         _keep_alive: Option<Duration>,
     ) -> BoxFuture<'_, Result<Duration, LlmError>> {
-        let known = matches!(model, SMOL | HF);
+        let known = matches!(model, SMOL | HF | EMBED);
         let model = model.to_owned();
         Box::pin(async move {
             if known {
@@ -168,6 +179,43 @@ impl ModelService for ScriptedModels {
             } else {
                 Err(LlmError::ModelNotFound(model))
             }
+        })
+    }
+
+    fn embed(&self, req: EmbedRequest) -> BoxFuture<'_, Result<Embeddings, LlmError>> {
+        Box::pin(async move {
+            *self
+                .last_embed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(req.clone());
+            match req.model.as_str() {
+                EMBED => {}
+                SMOL | HF => {
+                    return Err(LlmError::BadRequest(format!(
+                        "`{}` is not an embedding model",
+                        req.model
+                    )));
+                }
+                "busy" => return Err(LlmError::Busy("2 requests are queued".to_owned())),
+                other => return Err(LlmError::ModelNotFound(other.to_owned())),
+            }
+            if req.inputs.is_empty() {
+                return Err(LlmError::BadRequest("input is empty".to_owned()));
+            }
+            let n = req.inputs.len();
+            let vectors = (0..n)
+                .map(|i| {
+                    let mut v = embedding(i);
+                    v.truncate(req.dimensions.unwrap_or(v.len()));
+                    v
+                })
+                .collect();
+            Ok(Embeddings {
+                vectors,
+                prompt_tokens: TOKENS_PER_INPUT * n as u32,
+                load_duration: Duration::from_millis(1),
+                total_duration: Duration::from_millis(10),
+            })
         })
     }
 

@@ -1,0 +1,209 @@
+//! The embedding path below the HTTP layer: tokenization limits, token-array inputs,
+//! `dimensions`, and vectors against the golden MiniLM embeddings (sentence-transformers, in
+//! `../shared/golden/minilm/`). Tests that need the model read `HEARTH_TEST_EMBED_MODEL` (the
+//! model folder) and say they skip without it.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::{Embedder, Stop, shorten};
+use crate::{EmbedInput, LlmError};
+
+const MODEL: &str = "all-minilm:l6-v2";
+
+fn embedder() -> Option<Embedder> {
+    let Some(dir) = std::env::var_os("HEARTH_TEST_EMBED_MODEL") else {
+        eprintln!("HEARTH_TEST_EMBED_MODEL is not set: skipping a test that needs the model");
+        return None;
+    };
+    Some(Embedder::open(&PathBuf::from(dir), 2, 0).expect("the embedding model loads"))
+}
+
+/// Never stops early.
+fn go() -> Stop {
+    Stop {
+        cancelled: std::sync::Arc::default(),
+        deadline: None,
+    }
+}
+
+fn golden() -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/golden/minilm/embeddings.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn shorten_keeps_a_prefix_at_unit_length() {
+    let check = |v: Vec<f32>, n: usize, expect: &[f32]| {
+        let mut v = v;
+        shorten(&mut v, n);
+        assert_eq!(v.len(), expect.len());
+        for (g, e) in v.iter().zip(expect) {
+            assert!((g - e).abs() < 1e-6, "{v:?} vs {expect:?}");
+        }
+    };
+    check(vec![3.0, 4.0, 12.0], 2, &[0.6, 0.8]);
+    check(
+        vec![3.0, 4.0, 12.0],
+        3,
+        &[3.0 / 13.0, 4.0 / 13.0, 12.0 / 13.0],
+    );
+    check(vec![0.0, 0.0, 1.0], 2, &[0.0, 0.0]);
+    check(vec![-2.0, 1.0], 1, &[-1.0]);
+}
+
+/// Texts tokenize to the reference's ids (long ones truncated to 256 when asked) and embed to
+/// its vectors.
+#[test]
+fn texts_embed_like_the_reference() {
+    let Some(e) = embedder() else { return };
+    let rows = golden();
+    let texts: Vec<String> = rows
+        .iter()
+        .map(|r| r["text"].as_str().unwrap().to_owned())
+        .collect();
+    let inputs = EmbedInput::Texts(texts);
+    let seqs = e.sequences(MODEL, &inputs, true).unwrap();
+    for (seq, row) in seqs.iter().zip(&rows) {
+        assert_eq!(*seq, ids(&row["token_ids"]), "{}", row["text"]);
+    }
+    let (vectors, tokens) = e.run(MODEL, &inputs, true, None, &go()).unwrap();
+    assert_eq!(tokens as usize, seqs.iter().map(Vec::len).sum::<usize>());
+    for (v, row) in vectors.iter().zip(&rows) {
+        let want: Vec<f64> = row["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let c = cosine(v, &want);
+        assert!(c >= 0.9999, "cosine {c} for {}", row["text"]);
+    }
+}
+
+#[test]
+fn overlong_input_is_refused_without_truncation() {
+    let Some(e) = embedder() else { return };
+    let rows = golden();
+    let long = rows
+        .iter()
+        .find(|r| r["token_ids"].as_array().unwrap().len() == 256)
+        .unwrap();
+    let inputs = EmbedInput::Texts(vec!["short".into(), long["text"].as_str().unwrap().into()]);
+    match e.run(MODEL, &inputs, false, None, &go()) {
+        Err(LlmError::BadRequest(m)) => {
+            assert!(m.starts_with("input 1 is "), "{m}");
+            let n: usize = m["input 1 is ".len()..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(n > 256, "{m}");
+            assert!(m.contains("at most 256"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn token_arrays_are_the_models_own_ids() {
+    let Some(e) = embedder() else { return };
+    let check = |input: Vec<Vec<u32>>, truncate: bool, expect: Result<Vec<Vec<u32>>, &str>| {
+        let got = e.sequences(MODEL, &EmbedInput::Tokens(input.clone()), truncate);
+        match (got, expect) {
+            (Ok(g), Ok(x)) => assert_eq!(g, x, "{input:?}"),
+            (Err(LlmError::BadRequest(g)), Err(x)) => assert!(g.starts_with(x), "{g}"),
+            (g, x) => panic!("{input:?}: got {g:?}, expected {x:?}"),
+        }
+    };
+    // "hello world" is [7592, 2088] in MiniLM's vocabulary; [CLS]=101, [SEP]=102.
+    check(
+        vec![vec![7592, 2088]],
+        true,
+        Ok(vec![vec![101, 7592, 2088, 102]]),
+    );
+    check(
+        vec![vec![101, 7592, 2088, 102]],
+        true,
+        Ok(vec![vec![101, 7592, 2088, 102]]),
+    );
+    check(vec![vec![]], true, Ok(vec![vec![101, 102]]));
+    check(
+        vec![vec![7592], vec![30522]],
+        true,
+        Err("input 1: token id 30522 is not in `all-minilm:l6-v2`'s vocabulary of 30522 ids"),
+    );
+    let long = vec![7592; 300];
+    check(vec![long.clone()], false, Err("input 0 is 302 tokens long"));
+    let mut cut = vec![101];
+    cut.extend(vec![7592; 254]);
+    cut.push(102);
+    check(vec![long], true, Ok(vec![cut]));
+}
+
+#[test]
+fn dimensions_keep_a_renormalised_prefix() {
+    let Some(e) = embedder() else { return };
+    let inputs = EmbedInput::Texts(vec!["A man is eating food.".into()]);
+    let (full, _) = e.run(MODEL, &inputs, true, None, &go()).unwrap();
+    assert_eq!(full[0].len(), 384);
+    let (short, _) = e.run(MODEL, &inputs, true, Some(32), &go()).unwrap();
+    let mut expect = full[0].clone();
+    shorten(&mut expect, 32);
+    assert_eq!(short[0], expect);
+    let norm: f32 = short[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+    for bad in [0, 385] {
+        match e.run(MODEL, &inputs, true, Some(bad), &go()) {
+            Err(LlmError::BadRequest(m)) => assert_eq!(
+                m,
+                format!("dimensions must be between 1 and 384 for `{MODEL}` (got {bad})")
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn cancelled_or_late_requests_stop_before_the_next_batch() {
+    let Some(e) = embedder() else { return };
+    let inputs = EmbedInput::Texts(vec!["x".into(); 40]);
+    let cancelled = go();
+    cancelled
+        .cancelled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(
+        e.run(MODEL, &inputs, true, None, &cancelled),
+        Err(LlmError::Internal(_))
+    ));
+    let late = Stop {
+        deadline: Some(std::time::Instant::now()),
+        ..go()
+    };
+    assert!(matches!(
+        e.run(MODEL, &inputs, true, None, &late),
+        Err(LlmError::Busy(_))
+    ));
+}
