@@ -158,7 +158,7 @@ pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
 
 /// From this many tokens on, dequantizing weight tiles once and multiplying them with every
 /// token beats running the fused row kernel per token (measured with SmolLM2 Q4_1 on AVX-512).
-const GEMM_MIN_TOKENS: usize = 8;
+const GEMM_MIN_TOKENS: usize = 16;
 
 /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `t` in `0..n` tokens: `x` is `n × cols`, `out` is
 /// `n × rows`. Rows are split across the pool's workers.

@@ -128,9 +128,28 @@ impl Kernels {
         cols: usize,
         out: &mut [f32],
     ) {
-        if !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) || out.len() > ROW_TOKENS
-        {
+        let Some(pb) = packed_block_bytes(ty) else {
             out.fill(f32::NAN);
+            return;
+        };
+        let fits = out.len() <= ROW_TOKENS
+            && cols.is_multiple_of(32)
+            && row.len() >= cols / 32 * pb
+            && xs.len() >= out.len() * cols;
+        if !fits {
+            out.fill(f32::NAN);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let fmt = match ty {
+                GgmlType::Q4_0 => avx512::Fmt::Q4_0,
+                GgmlType::Q4_1 => avx512::Fmt::Q4_1,
+                _ => avx512::Fmt::Q8_0,
+            };
+            // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features;
+            // the lengths were checked above, as `avx512::row_tokens` requires.
+            unsafe { avx512::row_tokens(fmt, row, xs, cols, out) };
             return;
         }
         dot_row_tokens(self.isa, ty, row, xs, cols, out);
@@ -727,6 +746,98 @@ mod avx512 {
             res[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], accm[r]));
         }
         res
+    }
+
+    /// One packed row times up to [`super::ROW_TOKENS`] tokens: each block is converted to
+    /// floats once (scale and offset folded in) and multiplied with every token in registers.
+    ///
+    /// # Safety
+    /// AVX-512F/BW and FMA are available; `cols` is a multiple of 32; `row` holds `cols / 32`
+    /// packed blocks of `fmt`; `xs` holds `out.len() × cols` floats; `out.len() ≤ ROW_TOKENS`.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub(super) unsafe fn row_tokens(
+        fmt: Fmt,
+        row: &[u8],
+        xs: &[f32],
+        cols: usize,
+        out: &mut [f32],
+    ) {
+        // SAFETY: the contract is passed on unchanged.
+        unsafe {
+            match fmt {
+                Fmt::Q4_0 => row_tokens_fmt::<Q4_0>(row, xs, cols, out),
+                Fmt::Q4_1 => row_tokens_fmt::<Q4_1>(row, xs, cols, out),
+                Fmt::Q8_0 => row_tokens_fmt::<Q8_0>(row, xs, cols, out),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As for [`row_tokens`], with the format `F`.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn row_tokens_fmt<const F: u8>(row: &[u8], xs: &[f32], cols: usize, out: &mut [f32]) {
+        const T: usize = super::ROW_TOKENS;
+        let n = out.len().min(T);
+        let blocks = cols / 32;
+        let mask = _mm_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); T];
+        let (w, x) = (row.as_ptr(), xs.as_ptr());
+        for b in 0..blocks {
+            let (w0, w1) = match F {
+                Q4_1 | Q4_0 => {
+                    let (pb, qo) = if F == Q4_1 { (24, 8) } else { (20, 4) };
+                    // SAFETY: block `b` is inside `row` (the caller's contract); packed blocks
+                    // hold f32 scales at 0 (and 4 for Q4_1), then 16 bytes of nibbles at `qo`.
+                    let (d, m, q) = unsafe {
+                        let p = w.add(b * pb);
+                        // The caller walks rows in order: fetch the same block 4 rows on.
+                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(4 * row.len()) as *const i8);
+                        let d = (p as *const f32).read_unaligned();
+                        let m = if F == Q4_1 {
+                            (p.add(4) as *const f32).read_unaligned()
+                        } else {
+                            -8.0 * d
+                        };
+                        (d, m, _mm_loadu_si128(p.add(qo) as *const __m128i))
+                    };
+                    let (dv, mv) = (_mm512_set1_ps(d), _mm512_set1_ps(m));
+                    let lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, mask)));
+                    let hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(
+                        _mm_srli_epi16(q, 4),
+                        mask,
+                    )));
+                    (_mm512_fmadd_ps(lo, dv, mv), _mm512_fmadd_ps(hi, dv, mv))
+                }
+                _ => {
+                    // SAFETY: as above; Q8_0 blocks are an f32 scale and 32 signed bytes.
+                    let (d, q0, q1) = unsafe {
+                        let p = w.add(b * 36);
+                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(4 * row.len()) as *const i8);
+                        (
+                            (p as *const f32).read_unaligned(),
+                            _mm_loadu_si128(p.add(4) as *const __m128i),
+                            _mm_loadu_si128(p.add(20) as *const __m128i),
+                        )
+                    };
+                    let dv = _mm512_set1_ps(d);
+                    (
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)), dv),
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)), dv),
+                    )
+                }
+            };
+            for (t, a) in acc.iter_mut().enumerate().take(n) {
+                // SAFETY: token `t < n` has `cols` floats in `xs`, and block `b` is inside them.
+                let (x0, x1) = unsafe {
+                    let p = x.add(t * cols + b * 32);
+                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+                };
+                *a = _mm512_fmadd_ps(w1, x1, _mm512_fmadd_ps(w0, x0, *a));
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = _mm512_reduce_add_ps(a);
+        }
     }
 
     /// # Safety
