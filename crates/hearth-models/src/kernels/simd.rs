@@ -152,7 +152,16 @@ impl Kernels {
             unsafe { avx512::row_tokens(fmt, row, xs, cols, out) };
             return;
         }
-        dot_row_tokens(self.isa, ty, row, xs, cols, out);
+        for (g, og) in out.chunks_mut(PORTABLE_ROW_TOKENS).enumerate() {
+            dot_row_tokens(
+                self.isa,
+                ty,
+                row,
+                &xs[g * PORTABLE_ROW_TOKENS * cols..],
+                cols,
+                og,
+            );
+        }
     }
 
     /// `out[r·n + t] = Σ_c w[r][c] · x[t][c]` for the first `out.len() / n` of the
@@ -450,15 +459,17 @@ multiversion! { fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
 }}
 
 /// Tokens one pass of [`Kernels::dot_row_tokens`] multiplies with each converted block.
-pub const ROW_TOKENS: usize = 4;
+pub const ROW_TOKENS: usize = 8;
+/// Tokens the portable form keeps in registers at once (it takes [`ROW_TOKENS`] in groups).
+const PORTABLE_ROW_TOKENS: usize = 4;
 
 multiversion! {
-    /// `out[t] = row · xs[t]` for up to [`ROW_TOKENS`] tokens of `cols` floats each: every block
+    /// `out[t] = row · xs[t]` for up to `PORTABLE_ROW_TOKENS` tokens of `cols` floats each: every block
     /// of a repacked Q4_0, Q4_1 or Q8_0 row is converted to floats once and multiplied with each
     /// token while it sits in registers (batched decoding).
     fn dot_row_tokens(ty: GgmlType, row: &[u8], xs: &[f32], cols: usize, out: &mut [f32]) {
-    let n = out.len().min(ROW_TOKENS);
-    let mut acc = [[0f32; 16]; ROW_TOKENS];
+    let n = out.len().min(PORTABLE_ROW_TOKENS);
+    let mut acc = [[0f32; 16]; PORTABLE_ROW_TOKENS];
     let bytes = match ty {
         GgmlType::Q4_1 => 24,
         GgmlType::Q4_0 => 20,
