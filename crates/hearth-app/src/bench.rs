@@ -227,18 +227,9 @@ const PROMPTS: [&str; 4] = [
     "List many facts about the ocean.",
 ];
 
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+/// Peak resident memory of this process in bytes, if known.
 fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    crate::proc_kb("/proc/self/status", "VmHWM")
 }
 
 /// Serving under load, measured through the HTTP API of an in-process server: aggregate decode

@@ -354,12 +354,17 @@ pub fn config(g: &Global) -> Result<(), AppError> {
         c.server.listen, c.server.max_body_bytes
     );
     println!(
-        "[models]\ndefault = \"{}\"\nkeep_alive = \"{}\"\nmax_loaded = {}\npull_default_on_serve = {}",
+        "[models]\ndefault = \"{}\"\nkeep_alive = \"{}\"\nmax_loaded = {}\nmemory_budget = \"{}\"\npull_default_on_serve = {}",
         c.models.default,
         c.models
             .keep_alive
             .map_or("-1".to_owned(), |d| format!("{}s", d.as_secs_f64())),
         c.models.max_loaded,
+        match c.models.memory_budget {
+            hearth_config::MemoryBudget::Auto => "auto".to_owned(),
+            hearth_config::MemoryBudget::Unlimited => "0".to_owned(),
+            hearth_config::MemoryBudget::Bytes(b) => b.to_string(),
+        },
         c.models.pull_default_on_serve
     );
     println!(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_catalog::{Catalog, CatalogConfig, CatalogError};
-use hearth_config::{Config, ConfigError};
+use hearth_config::{Config, ConfigError, MemoryBudget};
 use hearth_llm::{LlmError, LocalConfig, LocalModels};
 use hearth_server::{AppState, Metrics, ServerConfig};
 
@@ -74,8 +74,33 @@ pub fn local_models(config: &Config, catalog: Catalog) -> LocalModels {
             keep_alive: config.models.keep_alive,
             max_loaded: config.models.max_loaded,
             request_timeout: config.engine.request_timeout,
+            memory_budget: match config.models.memory_budget {
+                MemoryBudget::Unlimited => None,
+                MemoryBudget::Bytes(b) => Some(b),
+                MemoryBudget::Auto => total_memory().map(|t| t / 4 * 3),
+            },
         },
     )
+}
+
+/// A `kB` figure from a Linux `/proc` file (`MemTotal` of `/proc/meminfo`, `VmHWM` of
+/// `/proc/self/status`), in bytes, if known.
+pub(crate) fn proc_kb(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// This machine's memory in bytes, if known.
+fn total_memory() -> Option<u64> {
+    proc_kb("/proc/meminfo", "MemTotal")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -32,6 +32,26 @@ fn invalid(origin: impl Into<String>, message: impl Into<String>) -> ConfigError
     }
 }
 
+/// A setting written as text or as a bare number (`keep_alive = 300`, or
+/// `HEARTH__MODELS__MEMORY_BUDGET=0`, which arrives as an integer).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Text {
+    Str(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Text::Str(s) => f.write_str(s),
+            Text::Int(i) => write!(f, "{i}"),
+            Text::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -54,8 +74,9 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawModels {
     default: String,
-    keep_alive: String,
+    keep_alive: Text,
     max_loaded: u32,
+    memory_budget: Text,
     pull_default_on_serve: bool,
 }
 
@@ -67,7 +88,7 @@ struct RawEngine {
     prefill_chunk: u32,
     max_queue: u32,
     max_active: u32,
-    request_timeout: String,
+    request_timeout: Text,
     prefix_cache_entries: u32,
 }
 
@@ -110,7 +131,56 @@ pub struct ModelsConfig {
     /// `None`: keep loaded forever.
     pub keep_alive: Option<Duration>,
     pub max_loaded: usize,
+    pub memory_budget: MemoryBudget,
     pub pull_default_on_serve: bool,
+}
+
+/// How much memory loaded models may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryBudget {
+    /// Three quarters of the machine's memory (the caller measures it).
+    Auto,
+    Unlimited,
+    Bytes(u64),
+}
+
+/// Parse "auto", "0", or a size in bytes with an optional KB/MB/GB/TB (or KiB/MiB/GiB) unit.
+pub fn parse_memory_budget(text: &str) -> Result<MemoryBudget, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(MemoryBudget::Auto);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try auto, 0, 800MB or 6GB)"))?;
+    let scale = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "`{text}` has unknown unit `{other}` (use MB or GB)"
+            ));
+        }
+    };
+    let bytes = n * scale;
+    if !bytes.is_finite() || bytes > 1e18 {
+        return Err(format!("`{text}` is too large"));
+    }
+    Ok(if bytes < 1.0 {
+        MemoryBudget::Unlimited
+    } else {
+        MemoryBudget::Bytes(bytes as u64)
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -334,11 +404,13 @@ impl Config {
             .ok()
             .filter(|&b| b >= 1024)
             .ok_or_else(|| invalid("server.max_body_bytes", "must be at least 1024"))?;
-        let keep_alive =
-            parse_duration(&raw.models.keep_alive).map_err(|e| invalid("models.keep_alive", e))?;
+        let keep_alive = parse_duration(&raw.models.keep_alive.to_string())
+            .map_err(|e| invalid("models.keep_alive", e))?;
         if raw.models.default.trim().is_empty() {
             return Err(invalid("models.default", "must name a model"));
         }
+        let memory_budget = parse_memory_budget(&raw.models.memory_budget.to_string())
+            .map_err(|e| invalid("models.memory_budget", e))?;
         if raw.models.max_loaded == 0 {
             return Err(invalid("models.max_loaded", "must be at least 1"));
         }
@@ -351,7 +423,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        let request_timeout = parse_duration(&raw.engine.request_timeout)
+        let request_timeout = parse_duration(&raw.engine.request_timeout.to_string())
             .map_err(|e| invalid("engine.request_timeout", e))?
             .filter(|d| !d.is_zero());
         Ok(Self {
@@ -364,6 +436,7 @@ impl Config {
                 default: raw.models.default,
                 keep_alive,
                 max_loaded: raw.models.max_loaded as usize,
+                memory_budget,
                 pull_default_on_serve: raw.models.pull_default_on_serve,
             },
             engine: EngineConfig {

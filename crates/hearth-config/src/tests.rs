@@ -88,3 +88,28 @@ fn durations() {
     assert!(parse_duration("soon").is_err());
     assert!(parse_duration("5d").is_err());
 }
+
+#[test]
+fn memory_budgets() {
+    let cases = [
+        ("auto", Ok(MemoryBudget::Auto)),
+        ("AUTO", Ok(MemoryBudget::Auto)),
+        ("0", Ok(MemoryBudget::Unlimited)),
+        ("800MB", Ok(MemoryBudget::Bytes(800_000_000))),
+        ("6 GB", Ok(MemoryBudget::Bytes(6_000_000_000))),
+        ("1GiB", Ok(MemoryBudget::Bytes(1 << 30))),
+        ("12345", Ok(MemoryBudget::Bytes(12_345))),
+    ];
+    for (text, want) in cases {
+        assert_eq!(parse_memory_budget(text), want, "{text}");
+    }
+    for bad in ["lots", "5 parsecs", "-3GB", "1e30"] {
+        assert!(parse_memory_budget(bad).is_err(), "{bad}");
+    }
+    let mut s = sources();
+    s.env = vec![("HEARTH__MODELS__MEMORY_BUDGET".into(), "2GB".into())];
+    assert_eq!(
+        Config::load(&s).unwrap().models.memory_budget,
+        MemoryBudget::Bytes(2_000_000_000)
+    );
+}

@@ -38,6 +38,9 @@ pub struct LocalConfig {
     pub max_loaded: usize,
     /// Longest a request may run (`None`: no limit).
     pub request_timeout: Option<Duration>,
+    /// Most bytes loaded models may hold (`None`: no limit). Loading one more unloads idle
+    /// models, least recently used first, until it fits.
+    pub memory_budget: Option<u64>,
 }
 
 /// Most inputs one embedding request may carry (OpenAI's limit).
@@ -265,6 +268,12 @@ fn summarize(entry: &ModelEntry, g: &Gguf) -> ModelDetails {
     }
 }
 
+/// Memory a model will hold once loaded, estimated before loading it: its weights as stored
+/// plus a quarter for repacking and working buffers.
+fn estimated_memory(entry: &ModelEntry) -> u64 {
+    entry.size.saturating_add(entry.size / 4)
+}
+
 /// What can be said of a model folder (a sentence-embedding model) without loading it.
 fn folder_details(entry: &ModelEntry) -> ModelDetails {
     ModelDetails {
@@ -355,6 +364,9 @@ impl LocalModels {
             }
             slot.cell.clone()
         };
+        if !cell.initialized() {
+            self.make_room(&key, estimated_memory(&entry))?;
+        }
         let engine = self.config.engine.clone();
         let loaded = cell
             .get_or_try_init(|| async move {
@@ -403,6 +415,53 @@ impl LocalModels {
         };
         self.enforce_max_loaded(&key);
         Ok(loaded)
+    }
+
+    /// Unload idle models, least recently used first, until `need` more bytes fit in the memory
+    /// budget beside what stays loaded (never `keep`).
+    fn make_room(&self, keep: &str, need: u64) -> Result<(), LlmError> {
+        let Some(budget) = self.config.memory_budget else {
+            return Ok(());
+        };
+        if need > budget {
+            return Err(LlmError::BadRequest(format!(
+                "`{keep}` needs about {} MB of memory, more than the whole budget of {} MB; raise \
+                 models.memory_budget",
+                need / 1_000_000,
+                budget / 1_000_000
+            )));
+        }
+        let mut slots = self.slots.lock().map_err(internal)?;
+        loop {
+            let held: u64 = slots
+                .iter()
+                .filter(|(k, _)| k.as_str() != keep)
+                .filter_map(|(_, s)| s.cell.get().map(|l| l.size_in_memory()))
+                .sum();
+            if held + need <= budget {
+                return Ok(());
+            }
+            let victim = slots
+                .iter()
+                .filter(|(k, s)| k.as_str() != keep && s.cell.get().is_some_and(|l| l.busy() == 0))
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(v) => {
+                    tracing::info!(model = %v, "unloading to stay within the memory budget");
+                    slots.remove(&v);
+                }
+                None => {
+                    return Err(LlmError::Busy(format!(
+                        "`{keep}` needs about {} MB but models in use hold {} MB of the {} MB \
+                         memory budget",
+                        need / 1_000_000,
+                        held / 1_000_000,
+                        budget / 1_000_000
+                    )));
+                }
+            }
+        }
     }
 
     /// Unload least recently used models beyond `max_loaded` (never `keep`).

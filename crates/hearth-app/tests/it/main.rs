@@ -6,6 +6,7 @@
 )]
 
 mod embeddings;
+mod residency;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use hearth_testkit::ids;
+
 use super::{Embedder, Stop, shorten};
 use crate::{EmbedInput, LlmError};
 
@@ -29,21 +31,7 @@ fn go() -> Stop {
 }
 
 fn golden() -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/golden/minilm/embeddings.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
-        .collect()
+    hearth_testkit::golden_rows("minilm/embeddings.jsonl")
 }
 
 fn cosine(a: &[f32], b: &[f64]) -> f64 {
