@@ -131,11 +131,32 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelDetails {
     pub info: ModelInfo,
+    /// What the model can do.
+    pub capabilities: Vec<Capability>,
     pub context_length: u64,
     pub chat_template: Option<String>,
     /// GGUF metadata rendered as `(key, value-as-text)`, large arrays summarised.
     pub metadata: Vec<(String, String)>,
     pub license: Option<String>,
+}
+
+/// Something a model can be asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// Chat and text completion.
+    Completion,
+    /// Sentence embeddings.
+    Embedding,
+}
+
+impl Capability {
+    /// The name Ollama's `/api/show` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Completion => "completion",
+            Capability::Embedding => "embedding",
+        }
+    }
 }
 
 /// A model loaded in memory.

@@ -21,9 +21,9 @@ use hearth_tokenizer::WordPiece;
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::{
-    BoxFuture, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest, Embeddings,
-    FinishReason, GenerationOptions, GenerationStream, LlmError, Message, ModelDetails, ModelInfo,
-    ModelService, RunningModel, StreamEvent,
+    BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest,
+    Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, Message, ModelDetails,
+    ModelInfo, ModelService, RunningModel, StreamEvent,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -236,6 +236,7 @@ fn summarize(entry: &ModelEntry, g: &Gguf) -> ModelDetails {
         .to_owned();
     let context_length = g.u64(&format!("{arch}.context_length")).unwrap_or(0);
     ModelDetails {
+        capabilities: vec![Capability::Completion],
         info: ModelInfo {
             name: entry.name.clone(),
             size_bytes: entry.size,
@@ -277,6 +278,7 @@ fn estimated_memory(entry: &ModelEntry) -> u64 {
 /// What can be said of a model folder (a sentence-embedding model) without loading it.
 fn folder_details(entry: &ModelEntry) -> ModelDetails {
     ModelDetails {
+        capabilities: vec![Capability::Embedding],
         info: ModelInfo {
             name: entry.name.clone(),
             size_bytes: entry.size,

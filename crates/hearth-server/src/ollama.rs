@@ -386,7 +386,11 @@ pub async fn show(
             .iter()
             .map(|(k, v)| (k.clone(), metadata_value(v)))
             .collect(),
-        capabilities: vec!["completion".to_owned()],
+        capabilities: d
+            .capabilities
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
         modified_at: rfc3339(d.info.modified_at),
     };
     Ok(axum::Json(body).into_response())

@@ -188,6 +188,7 @@ def test_ollama_show(oll):
     assert r.modelfile
     assert r.template is not None
     assert r.modified_at is not None
+    assert r.capabilities == ["completion"]
 
 
 def test_ollama_ps(oll):
@@ -285,6 +286,10 @@ def test_ollama_embed(oll, embed_model):
     long = oll.embed(model=embed_model, input="word " * 600)
     assert len(long.embeddings) == 1
     assert long.prompt_eval_count == 256
+
+
+def test_ollama_show_embedding_model(oll, embed_model):
+    assert oll.show(embed_model).capabilities == ["embedding"]
 
 
 def test_ollama_embed_errors(oll, embed_model):

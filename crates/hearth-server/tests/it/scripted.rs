@@ -4,8 +4,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_llm::{
-    BoxFuture, ChatRequest, Completion, CompletionRequest, EmbedRequest, Embeddings, FinishReason,
-    GenerationStream, LlmError, ModelDetails, ModelInfo, ModelService, RunningModel, StreamEvent,
+    BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedRequest, Embeddings,
+    FinishReason, GenerationStream, LlmError, ModelDetails, ModelInfo, ModelService, RunningModel,
+    StreamEvent,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -151,6 +152,7 @@ impl ModelService for ScriptedModels {
             }
             Ok(ModelDetails {
                 info: info(&model),
+                capabilities: vec![Capability::Completion],
                 context_length: 8192,
                 chat_template: Some(
                     "{% for m in messages %}{{ m.content }}{% endfor %}".to_owned(),
