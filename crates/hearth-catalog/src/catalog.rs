@@ -324,24 +324,12 @@ impl Catalog {
             }
             Location::External { path, .. } => (path.clone(), true),
         };
-        if m.format == ModelFormat::SafetensorsDir {
-            return self.dir_entry(m, path, manifest_path);
-        }
-        let meta = fs::metadata(&path).ok().filter(|md| md.is_file());
-        let status = match (&meta, &m.location) {
-            (None, _) => EntryStatus::Missing,
-            (Some(md), _) if md.len() != m.size => {
-                EntryStatus::Changed(format!("size {} bytes, was {}", md.len(), m.size))
-            }
-            (Some(md), Location::External { mtime_ns, .. })
-                if fsutil::mtime_ns(md) != *mtime_ns =>
-            {
-                EntryStatus::Changed("modification time differs".to_owned())
-            }
-            _ => EntryStatus::Ok,
+        let (meta, status) = if m.format == ModelFormat::SafetensorsDir {
+            dir_status(&m, &path)
+        } else {
+            file_status(&m, &path)
         };
         let modified = meta
-            .as_ref()
             .and_then(|md| md.modified().ok())
             .or_else(|| {
                 fs::metadata(manifest_path)
@@ -359,54 +347,6 @@ impl Catalog {
             source: m.source,
             path,
             adopted,
-            status,
-        }
-    }
-
-    /// The entry of a folder model whose blob directory is `dir`.
-    fn dir_entry(&self, m: Manifest, dir: PathBuf, manifest_path: &Path) -> ModelEntry {
-        let meta = fs::metadata(&dir).ok().filter(|md| md.is_dir());
-        let mut status = EntryStatus::Ok;
-        if meta.is_none() {
-            status = EntryStatus::Missing;
-        } else {
-            for f in &m.files {
-                match fs::metadata(dir.join(&f.path)) {
-                    Ok(md) if md.is_file() && md.len() == f.size => {}
-                    Ok(md) if md.is_file() => {
-                        status = EntryStatus::Changed(format!(
-                            "{} has {} bytes, was {}",
-                            f.path,
-                            md.len(),
-                            f.size
-                        ));
-                        break;
-                    }
-                    _ => {
-                        status = EntryStatus::Missing;
-                        break;
-                    }
-                }
-            }
-        }
-        let modified = meta
-            .and_then(|md| md.modified().ok())
-            .or_else(|| {
-                fs::metadata(manifest_path)
-                    .and_then(|md| md.modified())
-                    .ok()
-            })
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        ModelEntry {
-            name: m.name,
-            digest: m.digest,
-            size: m.size,
-            modified,
-            created: m.created,
-            format: m.format,
-            source: m.source,
-            path: dir,
-            adopted: false,
             status,
         }
     }
@@ -1078,4 +1018,39 @@ fn validate_dir(dir: &Path, files: &[ManifestFile]) -> Result<(), CatalogError> 
         }
     }
     Ok(())
+}
+
+/// Whether a single-file model's weights are as the manifest recorded them.
+fn file_status(m: &Manifest, path: &Path) -> (Option<fs::Metadata>, EntryStatus) {
+    let meta = fs::metadata(path).ok().filter(|md| md.is_file());
+    let status = match (&meta, &m.location) {
+        (None, _) => EntryStatus::Missing,
+        (Some(md), _) if md.len() != m.size => {
+            EntryStatus::Changed(format!("size {} bytes, was {}", md.len(), m.size))
+        }
+        (Some(md), Location::External { mtime_ns, .. }) if fsutil::mtime_ns(md) != *mtime_ns => {
+            EntryStatus::Changed("modification time differs".to_owned())
+        }
+        _ => EntryStatus::Ok,
+    };
+    (meta, status)
+}
+
+/// Whether every file of a folder model is there with its recorded size.
+fn dir_status(m: &Manifest, dir: &Path) -> (Option<fs::Metadata>, EntryStatus) {
+    let meta = fs::metadata(dir).ok().filter(|md| md.is_dir());
+    if meta.is_none() {
+        return (meta, EntryStatus::Missing);
+    }
+    for f in &m.files {
+        match fs::metadata(dir.join(&f.path)) {
+            Ok(md) if md.is_file() && md.len() == f.size => {}
+            Ok(md) if md.is_file() => {
+                let why = format!("{} has {} bytes, was {}", f.path, md.len(), f.size);
+                return (meta, EntryStatus::Changed(why));
+            }
+            _ => return (meta, EntryStatus::Missing),
+        }
+    }
+    (meta, EntryStatus::Ok)
 }

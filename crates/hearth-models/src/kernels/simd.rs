@@ -477,28 +477,7 @@ multiversion! {
     };
     for (bi, b) in row.chunks_exact(bytes).enumerate() {
         let mut w = [0f32; 32];
-        match ty {
-            GgmlType::Q4_1 => {
-                let (d, m) = (f32_at(b, 0), f32_at(b, 4));
-                for j in 0..16 {
-                    w[j] = f32::from(b[8 + j] & 0xf) * d + m;
-                    w[j + 16] = f32::from(b[8 + j] >> 4) * d + m;
-                }
-            }
-            GgmlType::Q4_0 => {
-                let d = f32_at(b, 0);
-                for j in 0..16 {
-                    w[j] = (f32::from(b[4 + j] & 0xf) - 8.0) * d;
-                    w[j + 16] = (f32::from(b[4 + j] >> 4) - 8.0) * d;
-                }
-            }
-            _ => {
-                let d = f32_at(b, 0);
-                for j in 0..32 {
-                    w[j] = f32::from(b[4 + j] as i8) * d;
-                }
-            }
-        }
+        dequantize_packed_block(ty, b, &mut w);
         for (t, a) in acc.iter_mut().enumerate().take(n) {
             let Some(x) = xs.get(t * cols + bi * 32..t * cols + bi * 32 + 32) else {
                 continue;
