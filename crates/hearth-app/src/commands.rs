@@ -110,6 +110,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
 
 /// A progress bar for pulls, drawn on stderr.
 fn pull_with_progress(catalog: &Catalog, name: &str) -> Result<(), AppError> {
+    if let Ok(entry) = catalog.get(name)
+        && entry.status == hearth_catalog::EntryStatus::Ok
+    {
+        eprintln!("{} is already here ({})", entry.name, human_bytes(entry.size));
+        return Ok(());
+    }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
