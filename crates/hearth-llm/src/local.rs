@@ -538,6 +538,7 @@ impl LocalModels {
             sampling,
             max_tokens: o.max_tokens.map(|m| m as usize),
             stop: o.stop.clone(),
+            top_logprobs: None,
             user: user.to_owned(),
             deadline: self
                 .config
