@@ -90,6 +90,12 @@ pub struct ChatCompletionRequest {
     pub user: Option<String>,
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
+    /// Report each output token's log-probability.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.
@@ -143,12 +149,36 @@ pub struct AssistantMessage {
     pub content: String,
 }
 
+/// One of the most likely tokens at a position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    /// The token's UTF-8 bytes (a token may hold part of a character).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// An output token's log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Option<Vec<u8>>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// `choices[].logprobs` of a chat completion (or of one chunk: its tokens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceLogprobs {
+    pub content: Option<Vec<TokenLogprob>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatChoice {
     pub index: u32,
     pub message: AssistantMessage,
-    /// Always `null`: log probabilities are not reported.
-    pub logprobs: Option<serde_json::Value>,
+    /// `null` unless the request set `logprobs: true`.
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: String,
 }
 
@@ -179,7 +209,8 @@ pub struct Delta {
 pub struct ChunkChoice {
     pub index: u32,
     pub delta: Delta,
-    pub logprobs: Option<serde_json::Value>,
+    /// `null` unless the request set `logprobs: true`; then the tokens of this chunk.
+    pub logprobs: Option<ChoiceLogprobs>,
     /// `null` until the last content chunk.
     pub finish_reason: Option<String>,
 }

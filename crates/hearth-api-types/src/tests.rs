@@ -37,10 +37,20 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
         stream_options: None,
         response_format: None,
         user: None,
+        logprobs: None,
+        top_logprobs: None,
     };
     check_parse(
         json!({"model":"m","messages":[{"role":"user","content":"hi","name":"x"}],"logit_bias":{}}),
         base.clone(),
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":3}),
+        openai::ChatCompletionRequest {
+            logprobs: Some(true),
+            top_logprobs: Some(3),
+            ..base.clone()
+        },
     );
     check_parse(
         json!({"model":"m","messages":[{"role":"user","content":"hi"}],"user":"u"}),

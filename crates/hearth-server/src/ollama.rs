@@ -7,7 +7,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use hearth_api_types::ollama as wire_ol;
 use hearth_llm::{
-    ChatRequest, Completion, CompletionRequest, GenerationOptions, Message, ModelDetails, ModelInfo,
+    ChatRequest, Completion, CompletionRequest, GenerationOptions, Message, ModelDetails,
+    ModelInfo, TokenLogprob,
 };
 
 use crate::AppState;
@@ -39,6 +40,7 @@ fn options(o: Option<wire_ol::Options>) -> GenerationOptions {
         frequency_penalty: o.frequency_penalty,
         seed: o.seed.filter(|s| *s >= 0).map(i64::cast_unsigned),
         stop: o.stop.unwrap_or_default(),
+        top_logprobs: None,
     }
 }
 
@@ -125,7 +127,10 @@ struct ChatEncoder {
 }
 
 impl Encoder for ChatEncoder {
-    fn delta(&mut self, text: &str, out: &mut String) {
+    fn delta(&mut self, text: &str, _logprobs: &[TokenLogprob], out: &mut String) {
+        if text.is_empty() {
+            return;
+        }
         let line = wire_ol::ChatResponse {
             model: self.model.clone(),
             created_at: now(),
@@ -197,7 +202,7 @@ pub async fn chat(
             ChatEncoder { model },
         )));
     }
-    let (text, c) = generation.collect().await?;
+    let (text, c, _) = generation.collect().await?;
     let body = wire_ol::ChatResponse {
         model,
         created_at: now(),
@@ -227,7 +232,10 @@ impl GenerateEncoder {
 }
 
 impl Encoder for GenerateEncoder {
-    fn delta(&mut self, text: &str, out: &mut String) {
+    fn delta(&mut self, text: &str, _logprobs: &[TokenLogprob], out: &mut String) {
+        if text.is_empty() {
+            return;
+        }
         ndjson_line(&self.line(text.to_owned(), None), out);
     }
 
@@ -299,7 +307,7 @@ pub async fn generate(
     if stream {
         return Ok(ndjson_response(stream_body(generation, encoder)));
     }
-    let (text, c) = generation.collect().await?;
+    let (text, c, _) = generation.collect().await?;
     Ok(axum::Json(encoder.line(text, Some(&c))).into_response())
 }
 

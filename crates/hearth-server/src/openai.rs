@@ -7,7 +7,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use hearth_api_types::openai as wire_ai;
 use hearth_llm::{
-    ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message, ModelInfo,
+    ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
+    ModelInfo, TokenLogprob,
 };
 
 use crate::AppState;
@@ -26,6 +27,55 @@ struct Sampling {
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
     n: Option<u32>,
+    top_logprobs: Option<u32>,
+}
+
+/// OpenAI's `logprobs` / `top_logprobs` pair of a chat request: how many alternatives to
+/// report per token, or `None` when log-probabilities are off.
+fn chat_logprobs(logprobs: Option<bool>, top: Option<i64>) -> Result<Option<u32>, ApiError> {
+    let top = match top {
+        None => None,
+        Some(n @ 0..=20) => Some(n as u32),
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("top_logprobs: must be between 0 and 20 (got {n})"),
+            ));
+        }
+    };
+    match (logprobs.unwrap_or(false), top) {
+        (true, top) => Ok(Some(top.unwrap_or(0))),
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(ApiError::invalid(
+            "top_logprobs",
+            "top_logprobs: set logprobs to true to use top_logprobs",
+        )),
+    }
+}
+
+/// Log-probabilities in OpenAI's chat shape.
+fn wire_logprobs(entries: &[TokenLogprob]) -> wire_ai::ChoiceLogprobs {
+    wire_ai::ChoiceLogprobs {
+        content: Some(
+            entries
+                .iter()
+                .map(|e| wire_ai::TokenLogprob {
+                    token: e.token.clone(),
+                    logprob: e.logprob,
+                    bytes: Some(e.bytes.clone()),
+                    top_logprobs: e
+                        .top
+                        .iter()
+                        .map(|(token, bytes, logprob)| wire_ai::TopLogprob {
+                            token: token.clone(),
+                            logprob: *logprob,
+                            bytes: Some(bytes.clone()),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        ),
+    }
 }
 
 fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
@@ -53,6 +103,7 @@ fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
         stop: s.stop.map(wire_ai::Stop::into_vec).unwrap_or_default(),
         presence_penalty: Some(s.presence_penalty.unwrap_or(0.0)),
         frequency_penalty: Some(s.frequency_penalty.unwrap_or(0.0)),
+        top_logprobs: s.top_logprobs,
     })
 }
 
@@ -112,6 +163,7 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    let top_logprobs = chat_logprobs(req.logprobs, req.top_logprobs)?;
     let options = options(Sampling {
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
         temperature: req.temperature,
@@ -121,6 +173,7 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
         n: req.n,
+        top_logprobs,
     })?;
     Ok(ChatRequest {
         model: req.model,
@@ -154,6 +207,7 @@ fn completion_request(req: wire_ai::CompletionRequest) -> Result<CompletionReque
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
         n: req.n,
+        top_logprobs: None,
     })?;
     Ok(CompletionRequest {
         model: req.model,
@@ -229,6 +283,8 @@ async fn start(
 struct ChatEncoder {
     header: Header,
     include_usage: bool,
+    /// The request asked for log-probabilities: each content chunk carries its tokens'.
+    logprobs: bool,
 }
 
 impl ChatEncoder {
@@ -248,11 +304,15 @@ impl ChatEncoder {
         }
     }
 
-    fn choice(delta: wire_ai::Delta, finish_reason: Option<String>) -> Vec<wire_ai::ChunkChoice> {
+    fn choice(
+        delta: wire_ai::Delta,
+        logprobs: Option<wire_ai::ChoiceLogprobs>,
+        finish_reason: Option<String>,
+    ) -> Vec<wire_ai::ChunkChoice> {
         vec![wire_ai::ChunkChoice {
             index: 0,
             delta,
-            logprobs: None,
+            logprobs,
             finish_reason,
         }]
     }
@@ -264,19 +324,24 @@ impl Encoder for ChatEncoder {
             role: Some("assistant".to_owned()),
             content: Some(String::new()),
         };
-        sse_event(&self.chunk(Self::choice(delta, None), None), out);
+        sse_event(&self.chunk(Self::choice(delta, None, None), None), out);
     }
 
-    fn delta(&mut self, text: &str, out: &mut String) {
+    fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String) {
         let delta = wire_ai::Delta {
             role: None,
             content: Some(text.to_owned()),
         };
-        sse_event(&self.chunk(Self::choice(delta, None), None), out);
+        let logprobs = self.logprobs.then(|| wire_logprobs(logprobs));
+        sse_event(&self.chunk(Self::choice(delta, logprobs, None), None), out);
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
-        let last = Self::choice(wire_ai::Delta::default(), Some(finish(c.finish_reason)));
+        let last = Self::choice(
+            wire_ai::Delta::default(),
+            None,
+            Some(finish(c.finish_reason)),
+        );
         sse_event(&self.chunk(last, None), out);
         if self.include_usage {
             sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
@@ -304,6 +369,7 @@ pub async fn chat_completions(
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let request = chat_request(req)?;
+    let logprobs = request.options.top_logprobs.is_some();
     let header = Header::new("chatcmpl-", &request.model, &state);
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.chat(request).await, in_flight).await?;
@@ -311,10 +377,11 @@ pub async fn chat_completions(
         let encoder = ChatEncoder {
             header,
             include_usage,
+            logprobs,
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let (text, c) = generation.collect().await?;
+    let (text, c, entries) = generation.collect().await?;
     let body = wire_ai::ChatCompletion {
         id: header.id,
         object: "chat.completion".to_owned(),
@@ -327,7 +394,7 @@ pub async fn chat_completions(
                 role: "assistant".to_owned(),
                 content: text,
             },
-            logprobs: None,
+            logprobs: logprobs.then(|| wire_logprobs(&entries)),
             finish_reason: finish(c.finish_reason),
         }],
         usage: usage(&c),
@@ -368,7 +435,10 @@ impl CompletionEncoder {
 }
 
 impl Encoder for CompletionEncoder {
-    fn delta(&mut self, text: &str, out: &mut String) {
+    fn delta(&mut self, text: &str, _logprobs: &[TokenLogprob], out: &mut String) {
+        if text.is_empty() {
+            return;
+        }
         sse_event(&self.chunk(Self::choice(text, None), None), out);
     }
 
@@ -406,7 +476,7 @@ pub async fn completions(
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let (text, c) = generation.collect().await?;
+    let (text, c, _) = generation.collect().await?;
     let body = wire_ai::Completion {
         id: header.id,
         object: "text_completion".to_owned(),

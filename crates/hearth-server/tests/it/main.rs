@@ -335,6 +335,149 @@ async fn openai_chat_streaming() {
     check(post("/v1/chat/completions", body).sse(with)).await;
 }
 
+/// A scripted token in OpenAI's chat shape: `(text, bytes, logprob)` and its alternatives.
+fn lp(token: &str, bytes: &[u8], logprob: f32, top: &[(&str, f32)]) -> Value {
+    let top: Vec<Value> = top
+        .iter()
+        .map(|&(t, l)| {
+            let b = if t == token {
+                bytes.to_vec()
+            } else {
+                t.as_bytes().to_vec()
+            };
+            json!({"token": t, "logprob": l, "bytes": b})
+        })
+        .collect();
+    json!({"token": token, "logprob": logprob, "bytes": bytes, "top_logprobs": top})
+}
+
+fn chat_chunk_lp(delta: Value, content: Vec<Value>) -> Value {
+    let mut c = chat_chunk(delta, Value::Null);
+    c["choices"][0]["logprobs"] = json!({ "content": content });
+    c
+}
+
+/// `logprobs: true` (+ `top_logprobs`) in OpenAI's shape, written from OpenAI's API reference:
+/// every token with its text, log-probability, UTF-8 bytes and alternatives; a streamed chunk
+/// carries the tokens of its own text (a token that completed no text rides with the next
+/// chunk; one whose text a stop string removed comes in an empty chunk before the last).
+#[tokio::test]
+async fn openai_chat_logprobs() {
+    let tokens = [
+        lp("Hel", b"Hel", -0.25, &[("Hel", -0.25), ("alt1", -2.0)]),
+        lp("lo", b"lo", -0.5, &[("lo", -0.5), ("alt1", -2.0)]),
+        lp(
+            "\u{fffd}",
+            &[0xe2],
+            -0.75,
+            &[("\u{fffd}", -0.75), ("alt1", -2.0)],
+        ),
+        lp(
+            " world",
+            b" world",
+            -1.0,
+            &[(" world", -1.0), ("alt1", -2.0)],
+        ),
+        lp("!", b"!", -1.25, &[("!", -1.25), ("alt1", -2.0)]),
+    ];
+    let body = json!({"model": SMOL, "messages": user("hi"), "logprobs": true, "top_logprobs": 2});
+    check(post("/v1/chat/completions", body.clone()).json(json!({
+        "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
+        "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": "Hello world"},
+            "logprobs": {"content": tokens.to_vec()}, "finish_reason": "stop"
+        }],
+        "usage": usage()
+    })))
+    .await;
+
+    let mut streaming = body;
+    streaming["stream"] = json!(true);
+    let events = vec![
+        chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chat_chunk_lp(json!({"content": "Hel"}), vec![tokens[0].clone()]),
+        chat_chunk_lp(json!({"content": "lo"}), vec![tokens[1].clone()]),
+        chat_chunk_lp(json!({"content": " world"}), tokens[2..4].to_vec()),
+        chat_chunk_lp(json!({"content": ""}), vec![tokens[4].clone()]),
+        chat_chunk(json!({}), json!("stop")),
+    ];
+    check(post("/v1/chat/completions", streaming).sse(events)).await;
+
+    // `logprobs: true` alone: no alternatives.
+    let bare: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t["top_logprobs"] = json!([]);
+            t
+        })
+        .collect();
+    let body = json!({"model": SMOL, "messages": user("hi"), "logprobs": true});
+    check(post("/v1/chat/completions", body).json(json!({
+        "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
+        "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": "Hello world"},
+            "logprobs": {"content": bare}, "finish_reason": "stop"
+        }],
+        "usage": usage()
+    })))
+    .await;
+}
+
+#[tokio::test]
+async fn openai_logprobs_options_map_and_bad_ones_are_400() {
+    let base = json!({"model": SMOL, "messages": user("hi")});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    for (extra, top) in [
+        (json!({"logprobs": true}), Some(0)),
+        (json!({"logprobs": true, "top_logprobs": 20}), Some(20)),
+        (json!({"logprobs": false}), None),
+        (json!({"logprobs": null, "top_logprobs": null}), None),
+    ] {
+        let expect = GenerationOptions {
+            top_logprobs: top,
+            ..openai_defaults()
+        };
+        check_chat_options(with(extra), expect).await;
+    }
+    for (extra, message) in [
+        (
+            json!({"logprobs": true, "top_logprobs": 21}),
+            "top_logprobs: must be between 0 and 20 (got 21)",
+        ),
+        (
+            json!({"logprobs": true, "top_logprobs": -1}),
+            "top_logprobs: must be between 0 and 20 (got -1)",
+        ),
+        (
+            json!({"top_logprobs": 3}),
+            "top_logprobs: set logprobs to true to use top_logprobs",
+        ),
+        (
+            json!({"logprobs": false, "top_logprobs": 0}),
+            "top_logprobs: set logprobs to true to use top_logprobs",
+        ),
+    ] {
+        check(
+            post("/v1/chat/completions", with(extra))
+                .status(400)
+                .json(openai_error(
+                    message,
+                    "invalid_request_error",
+                    json!("top_logprobs"),
+                    Value::Null,
+                )),
+        )
+        .await;
+    }
+}
+
 fn text_chunk(text: &str, finish: Value) -> Value {
     json!({
         "id": "cmpl-<id>", "object": "text_completion", "created": "<now>", "model": SMOL,
