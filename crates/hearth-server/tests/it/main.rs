@@ -676,6 +676,103 @@ async fn ollama_chat_non_streaming() {
     .await;
 }
 
+/// A scripted token in Ollama's shape (api/types.go `Logprob`): `top_logprobs` and empty
+/// `bytes` left out.
+fn ol_lp(token: &str, bytes: &[u8], logprob: f32, top: &[(&str, f32)]) -> Value {
+    let mut v = json!({"token": token, "logprob": logprob, "bytes": bytes});
+    if !top.is_empty() {
+        let top: Vec<Value> = top
+            .iter()
+            .map(|&(t, l)| {
+                let b = if t == token {
+                    bytes.to_vec()
+                } else {
+                    t.as_bytes().to_vec()
+                };
+                json!({"token": t, "logprob": l, "bytes": b})
+            })
+            .collect();
+        v["top_logprobs"] = json!(top);
+    }
+    v
+}
+
+fn with_logprobs(mut v: Value, tokens: &[Value]) -> Value {
+    v["logprobs"] = json!(tokens);
+    v
+}
+
+/// `logprobs: true` on `/api/chat` and `/api/generate`: each streamed line carries its tokens
+/// (a token without text rides with the next line, one whose text a stop string removed gets
+/// a line of its own), the whole answer all of them; `top_logprobs` adds alternatives.
+#[tokio::test]
+async fn ollama_logprobs() {
+    fn top(t: &str, l: f32) -> [(&str, f32); 2] {
+        [(t, l), ("alt1", -2.0)]
+    }
+    let with_top = [
+        ol_lp("Hel", b"Hel", -0.25, &top("Hel", -0.25)),
+        ol_lp("lo", b"lo", -0.5, &top("lo", -0.5)),
+        ol_lp("\u{fffd}", &[0xe2], -0.75, &top("\u{fffd}", -0.75)),
+        ol_lp(" world", b" world", -1.0, &top(" world", -1.0)),
+        ol_lp("!", b"!", -1.25, &top("!", -1.25)),
+    ];
+    let chat = json!({"model": SMOL, "messages": user("hi"), "logprobs": true, "top_logprobs": 2});
+    check(post("/api/chat", chat.clone()).ndjson(vec![
+        with_logprobs(chat_line("Hel"), &with_top[0..1]),
+        with_logprobs(chat_line("lo"), &with_top[1..2]),
+        with_logprobs(chat_line(" world"), &with_top[2..4]),
+        with_logprobs(chat_line(""), &with_top[4..5]),
+        chat_final(""),
+    ]))
+    .await;
+    let mut whole = chat;
+    whole["stream"] = json!(false);
+    check(post("/api/chat", whole).json(with_logprobs(chat_final("Hello world"), &with_top))).await;
+
+    let bare = [
+        ol_lp("Hel", b"Hel", -0.25, &[]),
+        ol_lp("lo", b"lo", -0.5, &[]),
+        ol_lp("\u{fffd}", &[0xe2], -0.75, &[]),
+        ol_lp(" world", b" world", -1.0, &[]),
+        ol_lp("!", b"!", -1.25, &[]),
+    ];
+    for raw in [false, true] {
+        let gen_body = json!({"model": SMOL, "prompt": "hi", "raw": raw, "logprobs": true});
+        check(post("/api/generate", gen_body.clone()).ndjson(vec![
+            with_logprobs(gen_line("Hel"), &bare[0..1]),
+            with_logprobs(gen_line("lo"), &bare[1..2]),
+            with_logprobs(gen_line(" world"), &bare[2..4]),
+            with_logprobs(gen_line(""), &bare[4..5]),
+            gen_final(""),
+        ]))
+        .await;
+        let mut whole = gen_body;
+        whole["stream"] = json!(false);
+        check(post("/api/generate", whole).json(with_logprobs(gen_final("Hello world"), &bare)))
+            .await;
+    }
+
+    // `top_logprobs` alone asks for nothing; out of range is refused.
+    check(
+        post(
+            "/api/generate",
+            json!({"model": SMOL, "prompt": "hi", "stream": false, "top_logprobs": 3}),
+        )
+        .json(gen_final("Hello world")),
+    )
+    .await;
+    for path in ["/api/chat", "/api/generate"] {
+        let body = json!({"model": SMOL, "prompt": "hi", "messages": user("hi"), "logprobs": true, "top_logprobs": 21});
+        check(
+            post(path, body)
+                .status(400)
+                .json(json!({"error": "top_logprobs must be between 0 and 20 (got 21)"})),
+        )
+        .await;
+    }
+}
+
 fn gen_line(response: &str) -> Value {
     json!({"model": SMOL, "created_at": "<now>", "response": response, "done": false})
 }
