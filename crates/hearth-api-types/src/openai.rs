@@ -134,6 +134,9 @@ pub struct CompletionRequest {
     /// The end user on whose behalf the request is made; requests are scheduled fairly per user.
     #[serde(default)]
     pub user: Option<String>,
+    /// Report each output token's log-probability with this many alternatives (`0..=5`).
+    #[serde(default)]
+    pub logprobs: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,11 +235,23 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Option<Usage>>,
 }
 
+/// `choices[].logprobs` of a legacy completion: parallel lists, one entry per token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    /// Per token, the most likely alternatives as `{token: logprob}`.
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    /// Per token, where its text starts in the completion, in characters.
+    pub text_offset: Vec<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionChoice {
     pub text: String,
     pub index: u32,
-    pub logprobs: Option<serde_json::Value>,
+    /// `null` unless the request set `logprobs`.
+    pub logprobs: Option<CompletionLogprobs>,
     pub finish_reason: Option<String>,
 }
 

@@ -78,6 +78,54 @@ fn wire_logprobs(entries: &[TokenLogprob]) -> wire_ai::ChoiceLogprobs {
     }
 }
 
+/// The legacy completions' `logprobs`: how many alternatives per token (`0..=5`, OpenAI's
+/// limit), or `None` when off.
+fn completion_logprobs_option(n: Option<i64>) -> Result<Option<u32>, ApiError> {
+    match n {
+        None => Ok(None),
+        Some(n @ 0..=5) => Ok(Some(n as u32)),
+        Some(n) => Err(ApiError::invalid(
+            "logprobs",
+            format!("logprobs: must be between 0 and 5 (got {n})"),
+        )),
+    }
+}
+
+/// Log-probabilities in the legacy completions' shape. `before` holds the bytes of the tokens
+/// already reported (earlier chunks), so offsets count from the start of the completion: a
+/// token's offset is the number of characters the tokens before it complete.
+fn completion_logprobs(
+    entries: &[TokenLogprob],
+    before: &mut Vec<u8>,
+) -> wire_ai::CompletionLogprobs {
+    let mut out = wire_ai::CompletionLogprobs {
+        tokens: Vec::with_capacity(entries.len()),
+        token_logprobs: Vec::with_capacity(entries.len()),
+        top_logprobs: Vec::with_capacity(entries.len()),
+        text_offset: Vec::with_capacity(entries.len()),
+    };
+    for e in entries {
+        // An unfinished character at the end is not text yet; invalid bytes count as U+FFFD.
+        let cut = match std::str::from_utf8(before) {
+            Err(err) if err.error_len().is_none() => err.valid_up_to(),
+            _ => before.len(),
+        };
+        let chars = String::from_utf8_lossy(&before[..cut]).chars().count();
+        out.text_offset
+            .push(u32::try_from(chars).unwrap_or(u32::MAX));
+        out.tokens.push(e.token.clone());
+        out.token_logprobs.push(e.logprob);
+        let mut top = std::collections::BTreeMap::new();
+        for (token, _, logprob) in &e.top {
+            // Two tokens with the same text (partial characters): the likelier one stays.
+            top.entry(token.clone()).or_insert(*logprob);
+        }
+        out.top_logprobs.push(top);
+        before.extend_from_slice(&e.bytes);
+    }
+    out
+}
+
 fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
     if let Some(n) = s.n
         && n != 1
@@ -207,7 +255,7 @@ fn completion_request(req: wire_ai::CompletionRequest) -> Result<CompletionReque
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
         n: req.n,
-        top_logprobs: None,
+        top_logprobs: completion_logprobs_option(req.logprobs)?,
     })?;
     Ok(CompletionRequest {
         model: req.model,
@@ -405,6 +453,10 @@ pub async fn chat_completions(
 struct CompletionEncoder {
     header: Header,
     include_usage: bool,
+    /// The request asked for log-probabilities.
+    logprobs: bool,
+    /// Bytes of the tokens reported so far (for `text_offset`).
+    reported: Vec<u8>,
 }
 
 impl CompletionEncoder {
@@ -424,27 +476,34 @@ impl CompletionEncoder {
         }
     }
 
-    fn choice(text: &str, finish_reason: Option<String>) -> Vec<wire_ai::CompletionChoice> {
+    fn choice(
+        text: &str,
+        logprobs: Option<wire_ai::CompletionLogprobs>,
+        finish_reason: Option<String>,
+    ) -> Vec<wire_ai::CompletionChoice> {
         vec![wire_ai::CompletionChoice {
             text: text.to_owned(),
             index: 0,
-            logprobs: None,
+            logprobs,
             finish_reason,
         }]
     }
 }
 
 impl Encoder for CompletionEncoder {
-    fn delta(&mut self, text: &str, _logprobs: &[TokenLogprob], out: &mut String) {
-        if text.is_empty() {
+    fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String) {
+        if text.is_empty() && logprobs.is_empty() {
             return;
         }
-        sse_event(&self.chunk(Self::choice(text, None), None), out);
+        let logprobs = self
+            .logprobs
+            .then(|| completion_logprobs(logprobs, &mut self.reported));
+        sse_event(&self.chunk(Self::choice(text, logprobs, None), None), out);
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
         sse_event(
-            &self.chunk(Self::choice("", Some(finish(c.finish_reason))), None),
+            &self.chunk(Self::choice("", None, Some(finish(c.finish_reason))), None),
             out,
         );
         if self.include_usage {
@@ -466,6 +525,7 @@ pub async fn completions(
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let request = completion_request(req)?;
+    let logprobs = request.options.top_logprobs.is_some();
     let header = Header::new("cmpl-", &request.model, &state);
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.complete(request).await, in_flight).await?;
@@ -473,17 +533,20 @@ pub async fn completions(
         let encoder = CompletionEncoder {
             header,
             include_usage,
+            logprobs,
+            reported: Vec::new(),
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let (text, c, _) = generation.collect().await?;
+    let (text, c, entries) = generation.collect().await?;
+    let logprobs = logprobs.then(|| completion_logprobs(&entries, &mut Vec::new()));
     let body = wire_ai::Completion {
         id: header.id,
         object: "text_completion".to_owned(),
         created: header.created,
         model: header.model,
         system_fingerprint: header.system_fingerprint,
-        choices: CompletionEncoder::choice(&text, Some(finish(c.finish_reason))),
+        choices: CompletionEncoder::choice(&text, logprobs, Some(finish(c.finish_reason))),
         usage: Some(Some(usage(&c))),
     };
     Ok(axum::Json(body).into_response())

@@ -424,6 +424,63 @@ async fn openai_chat_logprobs() {
     .await;
 }
 
+/// Legacy `/v1/completions` with `logprobs: 2`, in the shape of OpenAI's reference: parallel
+/// `tokens`, `token_logprobs`, `top_logprobs` (`{token: logprob}`) and `text_offset`
+/// (characters before each token; an unfinished character is not counted yet, a broken one
+/// counts as U+FFFD).
+#[tokio::test]
+async fn openai_completions_logprobs() {
+    let lps = |range: std::ops::Range<usize>| {
+        let tokens = ["Hel", "lo", "\u{fffd}", " world", "!"];
+        let logprobs = [-0.25, -0.5, -0.75, -1.0, -1.25];
+        let offsets = [0, 3, 5, 5, 12];
+        let top: Vec<Value> = range
+            .clone()
+            .map(|i| json!({tokens[i]: logprobs[i], "alt1": -2.0}))
+            .collect();
+        json!({
+            "tokens": tokens[range.clone()],
+            "token_logprobs": logprobs[range.clone()],
+            "top_logprobs": top,
+            "text_offset": offsets[range],
+        })
+    };
+    let with = |mut chunk: Value, lp: Value| {
+        chunk["choices"][0]["logprobs"] = lp;
+        chunk
+    };
+    let body = json!({"model": SMOL, "prompt": "hi", "logprobs": 2});
+    let mut whole = with(text_chunk("Hello world", json!("stop")), lps(0..5));
+    whole["usage"] = usage();
+    check(post("/v1/completions", body.clone()).json(whole)).await;
+    let mut streaming = body;
+    streaming["stream"] = json!(true);
+    check(post("/v1/completions", streaming).sse(vec![
+        with(text_chunk("Hel", Value::Null), lps(0..1)),
+        with(text_chunk("lo", Value::Null), lps(1..2)),
+        with(text_chunk(" world", Value::Null), lps(2..4)),
+        with(text_chunk("", Value::Null), lps(4..5)),
+        text_chunk("", json!("stop")),
+    ]))
+    .await;
+    for n in [-1, 6] {
+        check(
+            post(
+                "/v1/completions",
+                json!({"model": SMOL, "prompt": "hi", "logprobs": n}),
+            )
+            .status(400)
+            .json(openai_error(
+                &format!("logprobs: must be between 0 and 5 (got {n})"),
+                "invalid_request_error",
+                json!("logprobs"),
+                Value::Null,
+            )),
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn openai_logprobs_options_map_and_bad_ones_are_400() {
     let base = json!({"model": SMOL, "messages": user("hi")});
