@@ -70,6 +70,12 @@ pub struct ChatRequest {
     /// `"json"` or a JSON schema asks for structured output; `""` or `null` for none.
     #[serde(default)]
     pub format: Option<serde_json::Value>,
+    /// Report each output token's log-probability.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
 }
 
 /// `POST /api/generate`
@@ -91,6 +97,12 @@ pub struct GenerateRequest {
     /// `"json"` or a JSON schema asks for structured output; `""` or `null` for none.
     #[serde(default)]
     pub format: Option<serde_json::Value>,
+    /// Report each output token's log-probability.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
 }
 
 /// Counts and timings of the final object of a generation; durations in nanoseconds.
@@ -110,6 +122,27 @@ pub struct Metrics {
     pub eval_duration: Option<u64>,
 }
 
+/// One of the most likely tokens at a position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    /// The token's UTF-8 bytes (a token may hold part of a character).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bytes: Vec<u8>,
+}
+
+/// An output token's log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logprob {
+    pub token: String,
+    pub logprob: f32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bytes: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_logprobs: Vec<TokenLogprob>,
+}
+
 /// One object of `/api/chat` (a streamed line, or the whole answer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
@@ -120,6 +153,9 @@ pub struct ChatResponse {
     pub done: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,
+    /// The tokens of this object (absent unless the request set `logprobs: true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Logprob>,
     #[serde(flatten)]
     pub metrics: Metrics,
 }
@@ -133,6 +169,9 @@ pub struct GenerateResponse {
     pub done: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,
+    /// The tokens of this object (absent unless the request set `logprobs: true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Logprob>,
     #[serde(flatten)]
     pub metrics: Metrics,
 }

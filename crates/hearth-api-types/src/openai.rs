@@ -90,6 +90,12 @@ pub struct ChatCompletionRequest {
     pub user: Option<String>,
     #[serde(default)]
     pub response_format: Option<ResponseFormat>,
+    /// Report each output token's log-probability.
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
+    #[serde(default)]
+    pub top_logprobs: Option<i64>,
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.
@@ -128,6 +134,9 @@ pub struct CompletionRequest {
     /// The end user on whose behalf the request is made; requests are scheduled fairly per user.
     #[serde(default)]
     pub user: Option<String>,
+    /// Report each output token's log-probability with this many alternatives (`0..=5`).
+    #[serde(default)]
+    pub logprobs: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,12 +152,36 @@ pub struct AssistantMessage {
     pub content: String,
 }
 
+/// One of the most likely tokens at a position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    /// The token's UTF-8 bytes (a token may hold part of a character).
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// An output token's log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Option<Vec<u8>>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// `choices[].logprobs` of a chat completion (or of one chunk: its tokens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceLogprobs {
+    pub content: Option<Vec<TokenLogprob>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatChoice {
     pub index: u32,
     pub message: AssistantMessage,
-    /// Always `null`: log probabilities are not reported.
-    pub logprobs: Option<serde_json::Value>,
+    /// `null` unless the request set `logprobs: true`.
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: String,
 }
 
@@ -179,7 +212,8 @@ pub struct Delta {
 pub struct ChunkChoice {
     pub index: u32,
     pub delta: Delta,
-    pub logprobs: Option<serde_json::Value>,
+    /// `null` unless the request set `logprobs: true`; then the tokens of this chunk.
+    pub logprobs: Option<ChoiceLogprobs>,
     /// `null` until the last content chunk.
     pub finish_reason: Option<String>,
 }
@@ -201,11 +235,23 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Option<Usage>>,
 }
 
+/// `choices[].logprobs` of a legacy completion: parallel lists, one entry per token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    /// Per token, the most likely alternatives as `{token: logprob}`.
+    pub top_logprobs: Vec<std::collections::BTreeMap<String, f32>>,
+    /// Per token, where its text starts in the completion, in characters.
+    pub text_offset: Vec<u32>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionChoice {
     pub text: String,
     pub index: u32,
-    pub logprobs: Option<serde_json::Value>,
+    /// `null` unless the request set `logprobs`.
+    pub logprobs: Option<CompletionLogprobs>,
     pub finish_reason: Option<String>,
 }
 

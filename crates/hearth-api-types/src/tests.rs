@@ -37,10 +37,20 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
         stream_options: None,
         response_format: None,
         user: None,
+        logprobs: None,
+        top_logprobs: None,
     };
     check_parse(
         json!({"model":"m","messages":[{"role":"user","content":"hi","name":"x"}],"logit_bias":{}}),
         base.clone(),
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":3}),
+        openai::ChatCompletionRequest {
+            logprobs: Some(true),
+            top_logprobs: Some(3),
+            ..base.clone()
+        },
     );
     check_parse(
         json!({"model":"m","messages":[{"role":"user","content":"hi"}],"user":"u"}),
@@ -139,6 +149,8 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             stream: None,
             keep_alive: Some(ollama::KeepAlive::Text("5m".into())),
             format: Some(serde_json::Value::String(String::new())),
+            logprobs: None,
+            top_logprobs: None,
             options: Some(ollama::Options {
                 num_ctx: Some(4096),
                 seed: Some(42),
@@ -159,6 +171,8 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             keep_alive: Some(ollama::KeepAlive::Seconds(300.0)),
             options: None,
             format: None,
+            logprobs: None,
+            top_logprobs: None,
         },
     );
 }
@@ -176,6 +190,7 @@ fn ollama_final_chat_object_matches_the_docs_shape() {
             },
             done: true,
             done_reason: Some("stop".into()),
+            logprobs: Vec::new(),
             metrics: ollama::Metrics {
                 total_duration: Some(4883583458),
                 load_duration: Some(1334875),
@@ -207,6 +222,7 @@ fn ollama_final_chat_object_matches_the_docs_shape() {
             response: "The".into(),
             done: false,
             done_reason: None,
+            logprobs: Vec::new(),
             metrics: ollama::Metrics::default(),
         },
         json!({"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","response":"The","done":false}),

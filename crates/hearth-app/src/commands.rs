@@ -459,6 +459,7 @@ impl Backend {
                                 let _ = write!(out, "{t}");
                                 let _ = out.flush();
                             }
+                            StreamEvent::Logprobs(_) => {}
                             StreamEvent::Done(_) => break,
                             StreamEvent::Error(e) => return Err(AppError::from(e)),
                         }

@@ -8,6 +8,7 @@ use hearth_gguf::GgufFile;
 use hearth_models::{BatchEntry, KvCache, Llama, ModelError, ThreadPool};
 use hearth_tokenizer::{StreamDecoder, Tokenizer};
 
+use crate::logprobs::{TokenLogprobs, token_logprobs};
 use crate::prefix::PrefixCache;
 use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::{StopMatcher, StopResult};
@@ -87,6 +88,9 @@ pub enum Event {
     Token {
         id: u32,
         text: String,
+        /// The token's log-probability and the most likely alternatives, when the request
+        /// asked for them ([`GenerateRequest::top_logprobs`]).
+        logprobs: Option<TokenLogprobs>,
     },
     /// Text held back (a possible stop-string start, an unfinished character) released at the end.
     Text(String),
@@ -115,6 +119,10 @@ pub struct GenerateRequest {
     pub user: String,
     /// Give up (with an error event) if not finished by then.
     pub deadline: Option<Instant>,
+    /// Report each generated token's log-probability under the raw model distribution (before
+    /// temperature, penalties or truncation) with this many most likely alternatives
+    /// (clamped to [`crate::MAX_TOP_LOGPROBS`]). `None`: no log-probabilities.
+    pub top_logprobs: Option<usize>,
 }
 
 /// Facts about the loaded model.
@@ -540,7 +548,10 @@ impl Worker {
             self.fail(seq, &EngineError::Stopped);
             return None;
         };
+        // Before the sampler transforms the logits in place: the raw distribution.
+        let raw = seq.req.top_logprobs.map(|k| (k, logits.clone()));
         let token = seq.sampler.sample(&mut logits, &seq.history);
+        let logprobs = raw.map(|(k, raw)| token_logprobs(&raw, token, k));
         if self.tokenizer.is_eog(token) {
             self.finish(seq, FinishReason::Stop);
             return None;
@@ -552,7 +563,11 @@ impl Worker {
             StopResult::Continue(t) => (t, false),
             StopResult::Stop(t) => (t, true),
         };
-        if !seq.sink.send(Event::Token { id: token, text }) {
+        if !seq.sink.send(Event::Token {
+            id: token,
+            text,
+            logprobs,
+        }) {
             return None;
         }
         if stopped {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod logprobs;
 mod prefix;
 pub mod sampling;
 pub mod stop;
@@ -16,6 +17,7 @@ pub use engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, FinishReason, Finished,
     GenerateRequest, ModelSummary,
 };
+pub use logprobs::{MAX_TOP_LOGPROBS, TokenLogprobs, token_logprobs};
 pub use sampling::SamplingParams;
 
 #[cfg(test)]

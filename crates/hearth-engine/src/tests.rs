@@ -131,3 +131,73 @@ fn penalties_push_repeated_tokens_down() {
     let mut logits = vec![3.0, 2.0, 1.0];
     assert_eq!(Sampler::new(p).sample(&mut logits, &[0, 2]), 0);
 }
+
+/// Logits `ln(w)` make probabilities `w / Σw`, so the expected values are known by hand.
+fn check_logprobs(
+    weights: &[f64],
+    chosen: u32,
+    k: usize,
+    expect_logprob: f64,
+    expect_top: &[(u32, f64)],
+) {
+    let logits: Vec<f32> = weights.iter().map(|w| w.ln() as f32 + 3.0).collect();
+    let got = super::token_logprobs(&logits, chosen, k);
+    assert!(
+        (f64::from(got.logprob) - expect_logprob).abs() < 1e-6,
+        "{got:?}"
+    );
+    assert_eq!(got.top.len(), expect_top.len(), "{got:?}");
+    for (&(id, lp), &(want_id, want_lp)) in got.top.iter().zip(expect_top) {
+        assert_eq!(id, want_id, "{got:?}");
+        assert!((f64::from(lp) - want_lp).abs() < 1e-6, "{got:?}");
+    }
+}
+
+#[test]
+fn logprobs_of_the_raw_distribution() {
+    let l = |p: f64| p.ln();
+    // probabilities .1 .2 .3 .4
+    check_logprobs(
+        &[1.0, 2.0, 3.0, 4.0],
+        1,
+        2,
+        l(0.2),
+        &[(3, l(0.4)), (2, l(0.3))],
+    );
+    check_logprobs(&[1.0, 2.0, 3.0, 4.0], 3, 0, l(0.4), &[]);
+    // more asked than the vocabulary holds: all of it
+    check_logprobs(
+        &[4.0, 3.0, 2.0, 1.0],
+        0,
+        9,
+        l(0.4),
+        &[(0, l(0.4)), (1, l(0.3)), (2, l(0.2)), (3, l(0.1))],
+    );
+    // ties: lower id first
+    check_logprobs(
+        &[1.0, 1.0, 2.0],
+        0,
+        2,
+        l(0.25),
+        &[(2, l(0.5)), (0, l(0.25))],
+    );
+    // the limit is 20
+    check_logprobs(
+        &[1.0; 40],
+        39,
+        30,
+        l(1.0 / 40.0),
+        &(0..20).map(|i| (i, l(1.0 / 40.0))).collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn logprobs_skip_non_finite_logits_and_bad_ids() {
+    let got = super::token_logprobs(&[0.0, f32::NEG_INFINITY, f32::NAN, 0.0], 7, 3);
+    assert_eq!(got.logprob, f32::NEG_INFINITY);
+    let half = 0.5f32.ln();
+    assert_eq!(got.top.len(), 2);
+    assert_eq!((got.top[0].0, got.top[1].0), (0, 3));
+    assert!((got.top[0].1 - half).abs() < 1e-6 && (got.top[1].1 - half).abs() < 1e-6);
+    assert!(super::token_logprobs(&[], 0, 5).top.is_empty());
+}

@@ -37,6 +37,9 @@ pub struct GenerationOptions {
     pub seed: Option<u64>,
     /// Generation stops before any of these strings; the stop string is not returned.
     pub stop: Vec<String>,
+    /// Report each generated token's log-probability with this many most likely alternatives
+    /// (`0..=20`; more are cut to 20) as [`StreamEvent::Logprobs`]. `None`: no log-probabilities.
+    pub top_logprobs: Option<u32>,
 }
 
 /// A chat request: the model renders `messages` through its chat template.
@@ -94,9 +97,24 @@ pub struct Completion {
     pub total_duration: Duration,
 }
 
+/// A generated token's log-probability under the model's raw distribution (before temperature,
+/// penalties or truncation), with the most likely alternatives, most likely first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token's text (its bytes decoded lossily: a token may hold part of a character).
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// `(text, bytes, logprob)` of the most likely tokens.
+    pub top: Vec<(String, Vec<u8>, f32)>,
+}
+
 /// What a generation stream yields: text deltas, then exactly one `Done` or `Error`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
+    /// Log-probabilities of the tokens whose text the next `Delta` carries (or, at the end, of
+    /// tokens that produced no text), only when [`GenerationOptions::top_logprobs`] asked.
+    Logprobs(Vec<TokenLogprob>),
     /// New text. Never splits a UTF-8 character; may be empty when a token completes no text.
     Delta(String),
     Done(Completion),

@@ -13,17 +13,18 @@ use std::time::{Duration, Instant, SystemTime};
 use hearth_catalog::{Catalog, CatalogError, ModelEntry, ModelFormat};
 use hearth_engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, GenerateRequest, SamplingParams,
+    TokenLogprobs,
 };
 use hearth_gguf::{Gguf, GgufFile, Value};
 use hearth_models::{Bert, ThreadPool};
 use hearth_template::ChatTemplate;
-use hearth_tokenizer::WordPiece;
+use hearth_tokenizer::{Tokenizer, WordPiece};
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::{
     BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest,
     Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, Message, ModelDetails,
-    ModelInfo, ModelService, RunningModel, StreamEvent,
+    ModelInfo, ModelService, RunningModel, StreamEvent, TokenLogprob,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -538,6 +539,7 @@ impl LocalModels {
             sampling,
             max_tokens: o.max_tokens.map(|m| m as usize),
             stop: o.stop.clone(),
+            top_logprobs: o.top_logprobs.map(|k| k as usize),
             user: user.to_owned(),
             deadline: self
                 .config
@@ -546,6 +548,12 @@ impl LocalModels {
         };
         let sink = Sink {
             tx,
+            logprobs: o
+                .top_logprobs
+                .is_some()
+                .then(|| loaded.chat().map(|c| c.0.tokenizer().clone()))
+                .transpose()?,
+            pending: Vec::new(),
             started: Instant::now(),
             load_duration: if first_use {
                 loaded.load_duration
@@ -827,31 +835,87 @@ fn render(loaded: &Loaded, messages: &[Message]) -> Result<String, LlmError> {
 /// Forwards engine events into a request's stream.
 struct Sink {
     tx: mpsc::UnboundedSender<StreamEvent>,
+    /// The tokenizer that names tokens, when the request asked for log-probabilities.
+    logprobs: Option<Arc<Tokenizer>>,
+    /// Log-probabilities of tokens whose text has not been sent yet.
+    pending: Vec<TokenLogprob>,
     started: Instant,
     load_duration: Duration,
 }
 
+/// A token's text and bytes as a client sees them.
+fn token_piece(tok: &Tokenizer, id: u32) -> (String, Vec<u8>) {
+    let bytes = tok.token_bytes(id, true).to_vec();
+    (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+}
+
+fn token_logprob(tok: &Tokenizer, id: u32, lp: &TokenLogprobs) -> TokenLogprob {
+    let (token, bytes) = token_piece(tok, id);
+    TokenLogprob {
+        token,
+        bytes,
+        logprob: lp.logprob,
+        top: lp
+            .top
+            .iter()
+            .map(|&(id, l)| {
+                let (t, b) = token_piece(tok, id);
+                (t, b, l)
+            })
+            .collect(),
+    }
+}
+
+impl Sink {
+    /// Send the log-probabilities held back, ahead of the text (or end) they belong to.
+    fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.tx.send(StreamEvent::Logprobs(pending)).is_ok()
+    }
+}
+
 impl EventSink for Sink {
     fn send(&mut self, event: Event) -> bool {
+        if let Event::Token {
+            id,
+            logprobs: Some(lp),
+            ..
+        } = &event
+            && let Some(tok) = &self.logprobs
+        {
+            let entry = token_logprob(tok, *id, lp);
+            self.pending.push(entry);
+        }
         let ev = match event {
             Event::Token { text, .. } | Event::Text(text) => {
                 if text.is_empty() {
                     return !self.tx.is_closed();
                 }
+                if !self.flush() {
+                    return false;
+                }
                 StreamEvent::Delta(text)
             }
-            Event::Done(f) => StreamEvent::Done(Completion {
-                finish_reason: match f.reason {
-                    hearth_engine::FinishReason::Stop => FinishReason::Stop,
-                    hearth_engine::FinishReason::Length => FinishReason::Length,
-                },
-                prompt_tokens: f.prompt_tokens as u32,
-                completion_tokens: f.completion_tokens as u32,
-                load_duration: self.load_duration,
-                prompt_eval_duration: f.prompt_eval,
-                eval_duration: f.eval,
-                total_duration: self.started.elapsed() + self.load_duration,
-            }),
+            Event::Done(f) => {
+                if !self.flush() {
+                    return false;
+                }
+                StreamEvent::Done(Completion {
+                    finish_reason: match f.reason {
+                        hearth_engine::FinishReason::Stop => FinishReason::Stop,
+                        hearth_engine::FinishReason::Length => FinishReason::Length,
+                    },
+                    prompt_tokens: f.prompt_tokens as u32,
+                    completion_tokens: f.completion_tokens as u32,
+                    load_duration: self.load_duration,
+                    prompt_eval_duration: f.prompt_eval,
+                    eval_duration: f.eval,
+                    total_duration: self.started.elapsed() + self.load_duration,
+                })
+            }
             Event::Error(e) => StreamEvent::Error(LlmError::Internal(e)),
         };
         self.tx.send(ev).is_ok()

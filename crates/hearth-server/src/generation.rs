@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use hearth_llm::{Completion, GenerationStream, StreamEvent};
+use hearth_llm::{Completion, GenerationStream, StreamEvent, TokenLogprob};
 
 use crate::error::ApiError;
 use crate::metrics::{InFlight, Metrics};
@@ -56,13 +56,16 @@ impl Generation {
         Some(event)
     }
 
-    /// The whole text and the final counts.
-    pub async fn collect(mut self) -> Result<(String, Completion), ApiError> {
+    /// The whole text, the final counts, and the tokens' log-probabilities (empty unless the
+    /// request asked for them).
+    pub async fn collect(mut self) -> Result<(String, Completion, Vec<TokenLogprob>), ApiError> {
         let mut text = String::new();
+        let mut logprobs = Vec::new();
         loop {
             match self.next().await {
+                Some(StreamEvent::Logprobs(l)) => logprobs.extend(l),
                 Some(StreamEvent::Delta(d)) => text.push_str(&d),
-                Some(StreamEvent::Done(c)) => return Ok((text, c)),
+                Some(StreamEvent::Done(c)) => return Ok((text, c, logprobs)),
                 Some(StreamEvent::Error(e)) => return Err(e.into()),
                 None => return Err(closed_early()),
             }
@@ -78,7 +81,9 @@ fn closed_early() -> ApiError {
 pub trait Encoder: Send + 'static {
     /// Bytes sent before the first delta.
     fn start(&mut self, _out: &mut String) {}
-    fn delta(&mut self, text: &str, out: &mut String);
+    /// New text, with the log-probabilities of the tokens it came from when the request asked
+    /// for them (empty otherwise). Before `done`, tokens that produced no text come with `""`.
+    fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String);
     /// The last bytes of a successful stream.
     fn done(&mut self, completion: &Completion, out: &mut String);
     /// The last bytes of a stream that failed after it started.
@@ -89,6 +94,8 @@ struct Streaming<E> {
     generation: Generation,
     encoder: E,
     started: bool,
+    /// Log-probabilities waiting for the text they belong to.
+    logprobs: Vec<TokenLogprob>,
 }
 
 /// A response body that encodes the generation as it arrives. Empty deltas send nothing.
@@ -97,6 +104,7 @@ pub fn stream_body<E: Encoder>(generation: Generation, encoder: E) -> Body {
         generation,
         encoder,
         started: false,
+        logprobs: Vec::new(),
     });
     let stream = futures_util::stream::unfold(state, |state| async move {
         let mut s = state?;
@@ -107,15 +115,20 @@ pub fn stream_body<E: Encoder>(generation: Generation, encoder: E) -> Body {
         }
         loop {
             match s.generation.next().await {
+                Some(StreamEvent::Logprobs(l)) => s.logprobs.extend(l),
                 Some(StreamEvent::Delta(d)) => {
                     if !d.is_empty() {
-                        s.encoder.delta(&d, &mut out);
+                        s.encoder.delta(&d, &s.logprobs, &mut out);
+                        s.logprobs.clear();
                     }
                     if !out.is_empty() {
                         return Some((Ok::<_, Infallible>(Bytes::from(out)), Some(s)));
                     }
                 }
                 Some(StreamEvent::Done(c)) => {
+                    if !s.logprobs.is_empty() {
+                        s.encoder.delta("", &s.logprobs, &mut out);
+                    }
                     s.encoder.done(&c, &mut out);
                     return Some((Ok(Bytes::from(out)), None));
                 }

@@ -7,7 +7,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use hearth_api_types::ollama as wire_ol;
 use hearth_llm::{
-    ChatRequest, Completion, CompletionRequest, GenerationOptions, Message, ModelDetails, ModelInfo,
+    ChatRequest, Completion, CompletionRequest, GenerationOptions, Message, ModelDetails,
+    ModelInfo, TokenLogprob,
 };
 
 use crate::AppState;
@@ -23,7 +24,7 @@ fn clamp_u32(n: i64) -> u32 {
 /// Ollama's options as the model service takes them: a negative `num_predict` means no limit, a
 /// negative `seed` a random one, a negative `repeat_last_n` the whole context (`u32::MAX`), a
 /// negative `top_k` is 0.
-fn options(o: Option<wire_ol::Options>) -> GenerationOptions {
+fn options(o: Option<wire_ol::Options>, top_logprobs: Option<u32>) -> GenerationOptions {
     let o = o.unwrap_or_default();
     GenerationOptions {
         max_tokens: o.num_predict.filter(|n| *n >= 0).map(clamp_u32),
@@ -39,7 +40,45 @@ fn options(o: Option<wire_ol::Options>) -> GenerationOptions {
         frequency_penalty: o.frequency_penalty,
         seed: o.seed.filter(|s| *s >= 0).map(i64::cast_unsigned),
         stop: o.stop.unwrap_or_default(),
+        top_logprobs,
     }
+}
+
+/// Ollama's `logprobs` / `top_logprobs`: alternatives per token, or `None` when off
+/// (`top_logprobs` alone asks for nothing; outside `0..=20` it is refused).
+fn logprobs_option(logprobs: Option<bool>, top: Option<i64>) -> Result<Option<u32>, ApiError> {
+    let top = match top {
+        None => 0,
+        Some(n @ 0..=20) => n as u32,
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("top_logprobs must be between 0 and 20 (got {n})"),
+            ));
+        }
+    };
+    Ok(logprobs.unwrap_or(false).then_some(top))
+}
+
+/// Log-probabilities in Ollama's shape.
+fn wire_logprobs(entries: &[TokenLogprob]) -> Vec<wire_ol::Logprob> {
+    entries
+        .iter()
+        .map(|e| wire_ol::Logprob {
+            token: e.token.clone(),
+            logprob: e.logprob,
+            bytes: e.bytes.clone(),
+            top_logprobs: e
+                .top
+                .iter()
+                .map(|(token, bytes, logprob)| wire_ol::TokenLogprob {
+                    token: token.clone(),
+                    logprob: *logprob,
+                    bytes: bytes.clone(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Structured output (`format`) is refused rather than silently ignored.
@@ -125,13 +164,17 @@ struct ChatEncoder {
 }
 
 impl Encoder for ChatEncoder {
-    fn delta(&mut self, text: &str, out: &mut String) {
+    fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String) {
+        if text.is_empty() && logprobs.is_empty() {
+            return;
+        }
         let line = wire_ol::ChatResponse {
             model: self.model.clone(),
             created_at: now(),
             message: assistant(text.to_owned()),
             done: false,
             done_reason: None,
+            logprobs: wire_logprobs(logprobs),
             metrics: wire_ol::Metrics::default(),
         };
         ndjson_line(&line, out);
@@ -144,6 +187,7 @@ impl Encoder for ChatEncoder {
             message: assistant(String::new()),
             done: true,
             done_reason: Some(c.finish_reason.as_str().to_owned()),
+            logprobs: Vec::new(),
             metrics: metrics(c),
         };
         ndjson_line(&line, out);
@@ -161,6 +205,7 @@ pub async fn chat(
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
     check_format(req.format.as_ref())?;
+    let top_logprobs = logprobs_option(req.logprobs, req.top_logprobs)?;
     if req.messages.is_empty() {
         load_only(&state, &req.model, keep).await?;
         let body = wire_ol::ChatResponse {
@@ -169,6 +214,7 @@ pub async fn chat(
             message: assistant(String::new()),
             done: true,
             done_reason: Some("load".to_owned()),
+            logprobs: Vec::new(),
             metrics: wire_ol::Metrics::default(),
         };
         return Ok(axum::Json(body).into_response());
@@ -185,7 +231,7 @@ pub async fn chat(
                 content: m.content,
             })
             .collect(),
-        options: options(req.options),
+        options: options(req.options, top_logprobs),
         keep_alive: keep.map(KeepAliveSpec::duration),
         user: String::new(),
     };
@@ -197,13 +243,14 @@ pub async fn chat(
             ChatEncoder { model },
         )));
     }
-    let (text, c) = generation.collect().await?;
+    let (text, c, entries) = generation.collect().await?;
     let body = wire_ol::ChatResponse {
         model,
         created_at: now(),
         message: assistant(text),
         done: true,
         done_reason: Some(c.finish_reason.as_str().to_owned()),
+        logprobs: wire_logprobs(&entries),
         metrics: metrics(&c),
     };
     Ok(axum::Json(body).into_response())
@@ -214,25 +261,34 @@ struct GenerateEncoder {
 }
 
 impl GenerateEncoder {
-    fn line(&self, response: String, c: Option<&Completion>) -> wire_ol::GenerateResponse {
+    fn line(
+        &self,
+        response: String,
+        logprobs: &[TokenLogprob],
+        c: Option<&Completion>,
+    ) -> wire_ol::GenerateResponse {
         wire_ol::GenerateResponse {
             model: self.model.clone(),
             created_at: now(),
             response,
             done: c.is_some(),
             done_reason: c.map(|c| c.finish_reason.as_str().to_owned()),
+            logprobs: wire_logprobs(logprobs),
             metrics: c.map(metrics).unwrap_or_default(),
         }
     }
 }
 
 impl Encoder for GenerateEncoder {
-    fn delta(&mut self, text: &str, out: &mut String) {
-        ndjson_line(&self.line(text.to_owned(), None), out);
+    fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String) {
+        if text.is_empty() && logprobs.is_empty() {
+            return;
+        }
+        ndjson_line(&self.line(text.to_owned(), logprobs, None), out);
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
-        ndjson_line(&self.line(String::new(), Some(c)), out);
+        ndjson_line(&self.line(String::new(), &[], Some(c)), out);
     }
 
     fn error(&mut self, error: &ApiError, out: &mut String) {
@@ -248,19 +304,20 @@ pub async fn generate(
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
     check_format(req.format.as_ref())?;
+    let top_logprobs = logprobs_option(req.logprobs, req.top_logprobs)?;
     let prompt = req.prompt.unwrap_or_default();
     let encoder = GenerateEncoder {
         model: req.model.clone(),
     };
     if prompt.is_empty() {
         load_only(&state, &req.model, keep).await?;
-        let mut body = encoder.line(String::new(), None);
+        let mut body = encoder.line(String::new(), &[], None);
         body.done = true;
         body.done_reason = Some("load".to_owned());
         return Ok(axum::Json(body).into_response());
     }
     let stream = req.stream.unwrap_or(true);
-    let options = options(req.options);
+    let options = options(req.options, top_logprobs);
     let keep_alive = keep.map(KeepAliveSpec::duration);
     let in_flight = state.metrics.generation_started();
     let rx = if req.raw.unwrap_or(false) {
@@ -299,8 +356,8 @@ pub async fn generate(
     if stream {
         return Ok(ndjson_response(stream_body(generation, encoder)));
     }
-    let (text, c) = generation.collect().await?;
-    Ok(axum::Json(encoder.line(text, Some(&c))).into_response())
+    let (text, c, entries) = generation.collect().await?;
+    Ok(axum::Json(encoder.line(text, &entries, Some(&c))).into_response())
 }
 
 fn details(info: &ModelInfo) -> wire_ol::ModelDetails {

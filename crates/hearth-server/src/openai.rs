@@ -7,7 +7,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use hearth_api_types::openai as wire_ai;
 use hearth_llm::{
-    ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message, ModelInfo,
+    ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
+    ModelInfo, TokenLogprob,
 };
 
 use crate::AppState;
@@ -26,6 +27,103 @@ struct Sampling {
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
     n: Option<u32>,
+    top_logprobs: Option<u32>,
+}
+
+/// OpenAI's `logprobs` / `top_logprobs` pair of a chat request: how many alternatives to
+/// report per token, or `None` when log-probabilities are off.
+fn chat_logprobs(logprobs: Option<bool>, top: Option<i64>) -> Result<Option<u32>, ApiError> {
+    let top = match top {
+        None => None,
+        Some(n @ 0..=20) => Some(n as u32),
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("top_logprobs: must be between 0 and 20 (got {n})"),
+            ));
+        }
+    };
+    match (logprobs.unwrap_or(false), top) {
+        (true, top) => Ok(Some(top.unwrap_or(0))),
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(ApiError::invalid(
+            "top_logprobs",
+            "top_logprobs: set logprobs to true to use top_logprobs",
+        )),
+    }
+}
+
+/// Log-probabilities in OpenAI's chat shape.
+fn wire_logprobs(entries: &[TokenLogprob]) -> wire_ai::ChoiceLogprobs {
+    wire_ai::ChoiceLogprobs {
+        content: Some(
+            entries
+                .iter()
+                .map(|e| wire_ai::TokenLogprob {
+                    token: e.token.clone(),
+                    logprob: e.logprob,
+                    bytes: Some(e.bytes.clone()),
+                    top_logprobs: e
+                        .top
+                        .iter()
+                        .map(|(token, bytes, logprob)| wire_ai::TopLogprob {
+                            token: token.clone(),
+                            logprob: *logprob,
+                            bytes: Some(bytes.clone()),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The legacy completions' `logprobs`: how many alternatives per token (`0..=5`, OpenAI's
+/// limit), or `None` when off.
+fn completion_logprobs_option(n: Option<i64>) -> Result<Option<u32>, ApiError> {
+    match n {
+        None => Ok(None),
+        Some(n @ 0..=5) => Ok(Some(n as u32)),
+        Some(n) => Err(ApiError::invalid(
+            "logprobs",
+            format!("logprobs: must be between 0 and 5 (got {n})"),
+        )),
+    }
+}
+
+/// Log-probabilities in the legacy completions' shape. `before` holds the bytes of the tokens
+/// already reported (earlier chunks), so offsets count from the start of the completion: a
+/// token's offset is the number of characters the tokens before it complete.
+fn completion_logprobs(
+    entries: &[TokenLogprob],
+    before: &mut Vec<u8>,
+) -> wire_ai::CompletionLogprobs {
+    let mut out = wire_ai::CompletionLogprobs {
+        tokens: Vec::with_capacity(entries.len()),
+        token_logprobs: Vec::with_capacity(entries.len()),
+        top_logprobs: Vec::with_capacity(entries.len()),
+        text_offset: Vec::with_capacity(entries.len()),
+    };
+    for e in entries {
+        // An unfinished character at the end is not text yet; invalid bytes count as U+FFFD.
+        let cut = match std::str::from_utf8(before) {
+            Err(err) if err.error_len().is_none() => err.valid_up_to(),
+            _ => before.len(),
+        };
+        let chars = String::from_utf8_lossy(&before[..cut]).chars().count();
+        out.text_offset
+            .push(u32::try_from(chars).unwrap_or(u32::MAX));
+        out.tokens.push(e.token.clone());
+        out.token_logprobs.push(e.logprob);
+        let mut top = std::collections::BTreeMap::new();
+        for (token, _, logprob) in &e.top {
+            // Two tokens with the same text (partial characters): the likelier one stays.
+            top.entry(token.clone()).or_insert(*logprob);
+        }
+        out.top_logprobs.push(top);
+        before.extend_from_slice(&e.bytes);
+    }
+    out
 }
 
 fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
@@ -53,6 +151,7 @@ fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
         stop: s.stop.map(wire_ai::Stop::into_vec).unwrap_or_default(),
         presence_penalty: Some(s.presence_penalty.unwrap_or(0.0)),
         frequency_penalty: Some(s.frequency_penalty.unwrap_or(0.0)),
+        top_logprobs: s.top_logprobs,
     })
 }
 
@@ -112,6 +211,7 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    let top_logprobs = chat_logprobs(req.logprobs, req.top_logprobs)?;
     let options = options(Sampling {
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
         temperature: req.temperature,
@@ -121,6 +221,7 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
         n: req.n,
+        top_logprobs,
     })?;
     Ok(ChatRequest {
         model: req.model,
@@ -154,6 +255,7 @@ fn completion_request(req: wire_ai::CompletionRequest) -> Result<CompletionReque
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
         n: req.n,
+        top_logprobs: completion_logprobs_option(req.logprobs)?,
     })?;
     Ok(CompletionRequest {
         model: req.model,
@@ -229,6 +331,8 @@ async fn start(
 struct ChatEncoder {
     header: Header,
     include_usage: bool,
+    /// The request asked for log-probabilities: each content chunk carries its tokens'.
+    logprobs: bool,
 }
 
 impl ChatEncoder {
@@ -248,11 +352,15 @@ impl ChatEncoder {
         }
     }
 
-    fn choice(delta: wire_ai::Delta, finish_reason: Option<String>) -> Vec<wire_ai::ChunkChoice> {
+    fn choice(
+        delta: wire_ai::Delta,
+        logprobs: Option<wire_ai::ChoiceLogprobs>,
+        finish_reason: Option<String>,
+    ) -> Vec<wire_ai::ChunkChoice> {
         vec![wire_ai::ChunkChoice {
             index: 0,
             delta,
-            logprobs: None,
+            logprobs,
             finish_reason,
         }]
     }
@@ -264,19 +372,24 @@ impl Encoder for ChatEncoder {
             role: Some("assistant".to_owned()),
             content: Some(String::new()),
         };
-        sse_event(&self.chunk(Self::choice(delta, None), None), out);
+        sse_event(&self.chunk(Self::choice(delta, None, None), None), out);
     }
 
-    fn delta(&mut self, text: &str, out: &mut String) {
+    fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String) {
         let delta = wire_ai::Delta {
             role: None,
             content: Some(text.to_owned()),
         };
-        sse_event(&self.chunk(Self::choice(delta, None), None), out);
+        let logprobs = self.logprobs.then(|| wire_logprobs(logprobs));
+        sse_event(&self.chunk(Self::choice(delta, logprobs, None), None), out);
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
-        let last = Self::choice(wire_ai::Delta::default(), Some(finish(c.finish_reason)));
+        let last = Self::choice(
+            wire_ai::Delta::default(),
+            None,
+            Some(finish(c.finish_reason)),
+        );
         sse_event(&self.chunk(last, None), out);
         if self.include_usage {
             sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
@@ -304,6 +417,7 @@ pub async fn chat_completions(
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let request = chat_request(req)?;
+    let logprobs = request.options.top_logprobs.is_some();
     let header = Header::new("chatcmpl-", &request.model, &state);
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.chat(request).await, in_flight).await?;
@@ -311,10 +425,11 @@ pub async fn chat_completions(
         let encoder = ChatEncoder {
             header,
             include_usage,
+            logprobs,
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let (text, c) = generation.collect().await?;
+    let (text, c, entries) = generation.collect().await?;
     let body = wire_ai::ChatCompletion {
         id: header.id,
         object: "chat.completion".to_owned(),
@@ -327,7 +442,7 @@ pub async fn chat_completions(
                 role: "assistant".to_owned(),
                 content: text,
             },
-            logprobs: None,
+            logprobs: logprobs.then(|| wire_logprobs(&entries)),
             finish_reason: finish(c.finish_reason),
         }],
         usage: usage(&c),
@@ -338,6 +453,10 @@ pub async fn chat_completions(
 struct CompletionEncoder {
     header: Header,
     include_usage: bool,
+    /// The request asked for log-probabilities.
+    logprobs: bool,
+    /// Bytes of the tokens reported so far (for `text_offset`).
+    reported: Vec<u8>,
 }
 
 impl CompletionEncoder {
@@ -357,24 +476,34 @@ impl CompletionEncoder {
         }
     }
 
-    fn choice(text: &str, finish_reason: Option<String>) -> Vec<wire_ai::CompletionChoice> {
+    fn choice(
+        text: &str,
+        logprobs: Option<wire_ai::CompletionLogprobs>,
+        finish_reason: Option<String>,
+    ) -> Vec<wire_ai::CompletionChoice> {
         vec![wire_ai::CompletionChoice {
             text: text.to_owned(),
             index: 0,
-            logprobs: None,
+            logprobs,
             finish_reason,
         }]
     }
 }
 
 impl Encoder for CompletionEncoder {
-    fn delta(&mut self, text: &str, out: &mut String) {
-        sse_event(&self.chunk(Self::choice(text, None), None), out);
+    fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String) {
+        if text.is_empty() && logprobs.is_empty() {
+            return;
+        }
+        let logprobs = self
+            .logprobs
+            .then(|| completion_logprobs(logprobs, &mut self.reported));
+        sse_event(&self.chunk(Self::choice(text, logprobs, None), None), out);
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
         sse_event(
-            &self.chunk(Self::choice("", Some(finish(c.finish_reason))), None),
+            &self.chunk(Self::choice("", None, Some(finish(c.finish_reason))), None),
             out,
         );
         if self.include_usage {
@@ -396,6 +525,7 @@ pub async fn completions(
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let request = completion_request(req)?;
+    let logprobs = request.options.top_logprobs.is_some();
     let header = Header::new("cmpl-", &request.model, &state);
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.complete(request).await, in_flight).await?;
@@ -403,17 +533,20 @@ pub async fn completions(
         let encoder = CompletionEncoder {
             header,
             include_usage,
+            logprobs,
+            reported: Vec::new(),
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let (text, c) = generation.collect().await?;
+    let (text, c, entries) = generation.collect().await?;
+    let logprobs = logprobs.then(|| completion_logprobs(&entries, &mut Vec::new()));
     let body = wire_ai::Completion {
         id: header.id,
         object: "text_completion".to_owned(),
         created: header.created,
         model: header.model,
         system_fingerprint: header.system_fingerprint,
-        choices: CompletionEncoder::choice(&text, Some(finish(c.finish_reason))),
+        choices: CompletionEncoder::choice(&text, logprobs, Some(finish(c.finish_reason))),
         usage: Some(Some(usage(&c))),
     };
     Ok(axum::Json(body).into_response())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hearth_engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, FinishReason, Finished,
-    GenerateRequest, SamplingParams,
+    GenerateRequest, SamplingParams, TokenLogprobs,
 };
 use hearth_gguf::GgufFile;
 use hearth_testkit::{golden_rows, ids, test_model};
@@ -33,6 +33,7 @@ fn engine_with(config: EngineConfig) -> Option<EngineHandle> {
 /// Collects a request's events and reports the end over a channel.
 struct Collect {
     tokens: Vec<u32>,
+    logprobs: Vec<TokenLogprobs>,
     text: String,
     done: Option<mpsc::Sender<Outcome>>,
     /// Stop listening after this many tokens (cancellation).
@@ -42,6 +43,7 @@ struct Collect {
 #[derive(Debug)]
 struct Outcome {
     tokens: Vec<u32>,
+    logprobs: Vec<TokenLogprobs>,
     text: String,
     result: Result<Finished, String>,
 }
@@ -49,8 +51,9 @@ struct Outcome {
 impl EventSink for Collect {
     fn send(&mut self, event: Event) -> bool {
         match event {
-            Event::Token { id, text } => {
+            Event::Token { id, text, logprobs } => {
                 self.tokens.push(id);
+                self.logprobs.extend(logprobs);
                 self.text.push_str(&text);
                 if self.hang_up_after.is_some_and(|n| self.tokens.len() >= n) {
                     self.finish(Err("hung up".into()));
@@ -74,6 +77,7 @@ impl Collect {
         if let Some(tx) = self.done.take() {
             let _ = tx.send(Outcome {
                 tokens: std::mem::take(&mut self.tokens),
+                logprobs: std::mem::take(&mut self.logprobs),
                 text: std::mem::take(&mut self.text),
                 result,
             });
@@ -89,6 +93,7 @@ fn submit(
     let (tx, rx) = mpsc::channel();
     let sink = Collect {
         tokens: Vec::new(),
+        logprobs: Vec::new(),
         text: String::new(),
         done: Some(tx),
         hang_up_after,
@@ -110,6 +115,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize) -> GenerateRequest {
         stop: Vec::new(),
         user: String::new(),
         deadline: None,
+        top_logprobs: None,
     }
 }
 
@@ -151,6 +157,60 @@ fn greedy_matches_reference_alone_and_together() {
     }
 }
 
+/// With `top_logprobs: Some(5)`, each greedy step reports the reference's top five ids and
+/// log-probabilities (float64 reference, within 1e-3) before the first near-tie; the chosen
+/// token's log-probability is the first alternative's.
+#[test]
+fn logprobs_match_the_reference() {
+    let Some(e) = engine(0) else { return };
+    let rows = golden_rows("smollm2-135m/greedy.jsonl");
+    let mut steps_checked = 0;
+    for row in &rows {
+        let req = GenerateRequest {
+            top_logprobs: Some(5),
+            ..greedy(ids(&row["prompt_ids"]), 64)
+        };
+        let got = wait(&submit(&e, req, None));
+        assert_eq!(got.logprobs.len(), got.tokens.len(), "one entry per token");
+        let safe = row["first_near_tie"].as_u64().unwrap() as usize;
+        let steps = row["steps"].as_array().unwrap();
+        for (i, (step, lp)) in steps.iter().zip(&got.logprobs).take(safe).enumerate() {
+            let want: Vec<(u32, f64)> = step["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["id"].as_u64().unwrap() as u32,
+                        t["logprob"].as_f64().unwrap(),
+                    )
+                })
+                .collect();
+            let ctx = format!(
+                "prompt {:?} step {i}: got {lp:?}, want {want:?}",
+                row["prompt"]
+            );
+            assert_eq!(lp.top.len(), want.len(), "{ctx}");
+            for (&(id, l), &(want_id, want_l)) in lp.top.iter().zip(&want) {
+                assert_eq!(id, want_id, "{ctx}");
+                assert!((f64::from(l) - want_l).abs() < 1e-3, "{ctx}");
+            }
+            let chosen = step["logprob"].as_f64().unwrap();
+            assert!((f64::from(lp.logprob) - chosen).abs() < 1e-3, "{ctx}");
+            assert_eq!(lp.logprob, lp.top[0].1, "{ctx}");
+            steps_checked += 1;
+        }
+    }
+    assert!(steps_checked > 20, "only {steps_checked} steps compared");
+    // Off by default: no entries.
+    let row = &rows[0];
+    assert!(
+        wait(&submit(&e, greedy(ids(&row["prompt_ids"]), 4), None))
+            .logprobs
+            .is_empty()
+    );
+}
+
 fn prompt(e: &EngineHandle, text: &str) -> Vec<u32> {
     e.tokenizer().encode(
         &format!("<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"),
@@ -176,6 +236,7 @@ fn seeds_reproduce_and_limits_hold() {
             stop: Vec::new(),
             user: String::new(),
             deadline: None,
+            top_logprobs: None,
         };
         wait(&submit(&e, req, None))
     };
@@ -236,6 +297,7 @@ fn prompts_beyond_the_context_are_refused() {
             greedy(vec![1; n + 1], 1),
             Box::new(Collect {
                 tokens: vec![],
+                logprobs: vec![],
                 text: String::new(),
                 done: None,
                 hang_up_after: None,
@@ -321,6 +383,7 @@ fn a_full_queue_refuses_more_and_recovers() {
     let second = submit(&e, greedy(p.clone(), 8), None);
     let sink = Collect {
         tokens: vec![],
+        logprobs: vec![],
         text: String::new(),
         done: None,
         hang_up_after: None,

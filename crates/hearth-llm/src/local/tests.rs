@@ -195,3 +195,123 @@ fn cancelled_or_late_requests_stop_before_the_next_batch() {
         Err(LlmError::Busy(_))
     ));
 }
+
+/// The chat model's tokenizer (`HEARTH_TEST_MODEL`), or `None` (skipped).
+fn chat_tokenizer() -> Option<std::sync::Arc<hearth_tokenizer::Tokenizer>> {
+    let path = hearth_testkit::test_model()?;
+    let file = hearth_gguf::GgufFile::open(&path).expect("test model opens");
+    Some(std::sync::Arc::new(
+        hearth_tokenizer::Tokenizer::from_gguf(&file).expect("tokenizer loads"),
+    ))
+}
+
+/// Feeds `(token, text)` events with log-probabilities to a sink, then the end; returns the
+/// stream as `L[token texts]` / `D(text)` / `Done` labels and the log-probability entries.
+fn through_sink(
+    tok: Option<std::sync::Arc<hearth_tokenizer::Tokenizer>>,
+    tokens: &[(u32, &str)],
+    tail: &str,
+) -> (Vec<String>, Vec<crate::TokenLogprob>) {
+    use hearth_engine::{Event, EventSink, Finished, TokenLogprobs};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sink = super::Sink {
+        tx,
+        logprobs: tok,
+        pending: Vec::new(),
+        started: std::time::Instant::now(),
+        load_duration: std::time::Duration::ZERO,
+    };
+    for &(id, text) in tokens {
+        let lp = TokenLogprobs {
+            logprob: -0.5,
+            top: vec![(id, -0.5), (0, -2.0)],
+        };
+        assert!(sink.send(Event::Token {
+            id,
+            text: text.to_owned(),
+            logprobs: Some(lp),
+        }));
+    }
+    assert!(sink.send(Event::Text(tail.to_owned())));
+    sink.send(Event::Done(Finished {
+        reason: hearth_engine::FinishReason::Stop,
+        prompt_tokens: 1,
+        cached_tokens: 0,
+        completion_tokens: tokens.len(),
+        prompt_eval: std::time::Duration::ZERO,
+        eval: std::time::Duration::ZERO,
+    }));
+    drop(sink);
+    let (mut labels, mut entries) = (Vec::new(), Vec::new());
+    while let Ok(ev) = rx.try_recv() {
+        labels.push(match ev {
+            crate::StreamEvent::Logprobs(l) => {
+                let names: Vec<&str> = l.iter().map(|e| e.token.as_str()).collect();
+                let label = format!("L{names:?}");
+                entries.extend(l);
+                label
+            }
+            crate::StreamEvent::Delta(d) => format!("D({d})"),
+            crate::StreamEvent::Done(_) => "Done".to_owned(),
+            crate::StreamEvent::Error(e) => format!("E({e})"),
+        });
+    }
+    (labels, entries)
+}
+
+#[test]
+fn logprobs_go_out_just_before_the_text_of_their_tokens() {
+    let Some(tok) = chat_tokenizer() else { return };
+    let ids = tok.encode("Paris is the", false, false);
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let [a, b, c] = [ids[0], ids[1], ids[2]];
+    // The later tokens' text is held back (as a possible stop string) and released at the end.
+    let (labels, entries) = through_sink(
+        Some(tok.clone()),
+        &[(a, "Paris"), (b, ""), (c, "")],
+        " is the",
+    );
+    assert_eq!(
+        labels,
+        [
+            r#"L["Paris"]"#,
+            "D(Paris)",
+            r#"L[" is", " the"]"#,
+            "D( is the)",
+            "Done"
+        ],
+        "{ids:?}"
+    );
+    let bytes: Vec<u8> = entries.iter().flat_map(|e| e.bytes.clone()).collect();
+    assert_eq!(bytes, b"Paris is the");
+    assert_eq!(entries[0].logprob, -0.5);
+    assert_eq!(
+        entries[0].top[0],
+        ("Paris".to_owned(), b"Paris".to_vec(), -0.5)
+    );
+    assert_eq!(entries[0].top[1].2, -2.0);
+    // Nobody asked: no log-probabilities, the text as before.
+    let (labels, entries) = through_sink(None, &[(a, "Paris"), (b, " is")], "");
+    assert_eq!(labels, ["D(Paris)", "D( is)", "Done"]);
+    assert!(entries.is_empty());
+}
+
+#[test]
+fn a_character_split_across_tokens_has_lossy_text_and_exact_bytes() {
+    let Some(tok) = chat_tokenizer() else { return };
+    let ids = tok.encode("🦀", false, false);
+    assert!(ids.len() > 1, "the crab is one token: {ids:?}");
+    let mut tokens: Vec<(u32, &str)> = ids.iter().map(|&id| (id, "")).collect();
+    if let Some(last) = tokens.last_mut() {
+        last.1 = "🦀";
+    }
+    let (labels, entries) = through_sink(Some(tok), &tokens, "");
+    assert_eq!(labels.len(), 3, "{labels:?}");
+    assert_eq!(labels[1..], ["D(🦀)", "Done"]);
+    let bytes: Vec<u8> = entries.iter().flat_map(|e| e.bytes.clone()).collect();
+    assert_eq!(bytes, "🦀".as_bytes());
+    assert!(
+        entries.iter().all(|e| e.token.contains('\u{fffd}')),
+        "{entries:?}"
+    );
+}

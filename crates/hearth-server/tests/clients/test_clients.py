@@ -85,6 +85,33 @@ def test_openai_chat_streaming(oai):
     assert last.usage.completion_tokens > 0
 
 
+def test_openai_chat_logprobs(oai):
+    r = oai.chat.completions.create(
+        model=MODEL, messages=PROMPT, max_tokens=MAX, temperature=0, logprobs=True, top_logprobs=3
+    )
+    content = r.choices[0].logprobs.content
+    assert content
+    for t in content:
+        assert t.logprob <= 0
+        assert bytes(t.bytes).decode("utf-8", "replace") == t.token
+        assert len(t.top_logprobs) == 3
+        alts = [a.logprob for a in t.top_logprobs]
+        assert alts == sorted(alts, reverse=True)
+        # Greedy: the chosen token is at least as likely as the third alternative.
+        assert t.logprob >= alts[2]
+    plain = oai.chat.completions.create(model=MODEL, messages=PROMPT, max_tokens=1)
+    assert plain.choices[0].logprobs is None
+
+
+def test_openai_chat_logprobs_streaming(oai):
+    stream = oai.chat.completions.create(
+        model=MODEL, messages=PROMPT, max_tokens=MAX, temperature=0, logprobs=True, top_logprobs=2, stream=True
+    )
+    tokens = [t for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert tokens
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens)
+
+
 def test_openai_completion(oai):
     r = oai.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=MAX)
     assert r.object == "text_completion"

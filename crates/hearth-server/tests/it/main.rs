@@ -335,6 +335,206 @@ async fn openai_chat_streaming() {
     check(post("/v1/chat/completions", body).sse(with)).await;
 }
 
+/// A scripted token in OpenAI's chat shape: `(text, bytes, logprob)` and its alternatives.
+fn lp(token: &str, bytes: &[u8], logprob: f32, top: &[(&str, f32)]) -> Value {
+    let top: Vec<Value> = top
+        .iter()
+        .map(|&(t, l)| {
+            let b = if t == token {
+                bytes.to_vec()
+            } else {
+                t.as_bytes().to_vec()
+            };
+            json!({"token": t, "logprob": l, "bytes": b})
+        })
+        .collect();
+    json!({"token": token, "logprob": logprob, "bytes": bytes, "top_logprobs": top})
+}
+
+fn chat_chunk_lp(delta: Value, content: Vec<Value>) -> Value {
+    let mut c = chat_chunk(delta, Value::Null);
+    c["choices"][0]["logprobs"] = json!({ "content": content });
+    c
+}
+
+/// `logprobs: true` (+ `top_logprobs`) in OpenAI's shape, written from OpenAI's API reference:
+/// every token with its text, log-probability, UTF-8 bytes and alternatives; a streamed chunk
+/// carries the tokens of its own text (a token that completed no text rides with the next
+/// chunk; one whose text a stop string removed comes in an empty chunk before the last).
+#[tokio::test]
+async fn openai_chat_logprobs() {
+    let tokens = [
+        lp("Hel", b"Hel", -0.25, &[("Hel", -0.25), ("alt1", -2.0)]),
+        lp("lo", b"lo", -0.5, &[("lo", -0.5), ("alt1", -2.0)]),
+        lp(
+            "\u{fffd}",
+            &[0xe2],
+            -0.75,
+            &[("\u{fffd}", -0.75), ("alt1", -2.0)],
+        ),
+        lp(
+            " world",
+            b" world",
+            -1.0,
+            &[(" world", -1.0), ("alt1", -2.0)],
+        ),
+        lp("!", b"!", -1.25, &[("!", -1.25), ("alt1", -2.0)]),
+    ];
+    let body = json!({"model": SMOL, "messages": user("hi"), "logprobs": true, "top_logprobs": 2});
+    check(post("/v1/chat/completions", body.clone()).json(json!({
+        "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
+        "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": "Hello world"},
+            "logprobs": {"content": tokens.to_vec()}, "finish_reason": "stop"
+        }],
+        "usage": usage()
+    })))
+    .await;
+
+    let mut streaming = body;
+    streaming["stream"] = json!(true);
+    let events = vec![
+        chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chat_chunk_lp(json!({"content": "Hel"}), vec![tokens[0].clone()]),
+        chat_chunk_lp(json!({"content": "lo"}), vec![tokens[1].clone()]),
+        chat_chunk_lp(json!({"content": " world"}), tokens[2..4].to_vec()),
+        chat_chunk_lp(json!({"content": ""}), vec![tokens[4].clone()]),
+        chat_chunk(json!({}), json!("stop")),
+    ];
+    check(post("/v1/chat/completions", streaming).sse(events)).await;
+
+    // `logprobs: true` alone: no alternatives.
+    let bare: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t["top_logprobs"] = json!([]);
+            t
+        })
+        .collect();
+    let body = json!({"model": SMOL, "messages": user("hi"), "logprobs": true});
+    check(post("/v1/chat/completions", body).json(json!({
+        "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
+        "choices": [{
+            "index": 0, "message": {"role": "assistant", "content": "Hello world"},
+            "logprobs": {"content": bare}, "finish_reason": "stop"
+        }],
+        "usage": usage()
+    })))
+    .await;
+}
+
+/// Legacy `/v1/completions` with `logprobs: 2`, in the shape of OpenAI's reference: parallel
+/// `tokens`, `token_logprobs`, `top_logprobs` (`{token: logprob}`) and `text_offset`
+/// (characters before each token; an unfinished character is not counted yet, a broken one
+/// counts as U+FFFD).
+#[tokio::test]
+async fn openai_completions_logprobs() {
+    let lps = |range: std::ops::Range<usize>| {
+        let tokens = ["Hel", "lo", "\u{fffd}", " world", "!"];
+        let logprobs = [-0.25, -0.5, -0.75, -1.0, -1.25];
+        let offsets = [0, 3, 5, 5, 12];
+        let top: Vec<Value> = range
+            .clone()
+            .map(|i| json!({tokens[i]: logprobs[i], "alt1": -2.0}))
+            .collect();
+        json!({
+            "tokens": tokens[range.clone()],
+            "token_logprobs": logprobs[range.clone()],
+            "top_logprobs": top,
+            "text_offset": offsets[range],
+        })
+    };
+    let with = |mut chunk: Value, lp: Value| {
+        chunk["choices"][0]["logprobs"] = lp;
+        chunk
+    };
+    let body = json!({"model": SMOL, "prompt": "hi", "logprobs": 2});
+    let mut whole = with(text_chunk("Hello world", json!("stop")), lps(0..5));
+    whole["usage"] = usage();
+    check(post("/v1/completions", body.clone()).json(whole)).await;
+    let mut streaming = body;
+    streaming["stream"] = json!(true);
+    check(post("/v1/completions", streaming).sse(vec![
+        with(text_chunk("Hel", Value::Null), lps(0..1)),
+        with(text_chunk("lo", Value::Null), lps(1..2)),
+        with(text_chunk(" world", Value::Null), lps(2..4)),
+        with(text_chunk("", Value::Null), lps(4..5)),
+        text_chunk("", json!("stop")),
+    ]))
+    .await;
+    for n in [-1, 6] {
+        check(
+            post(
+                "/v1/completions",
+                json!({"model": SMOL, "prompt": "hi", "logprobs": n}),
+            )
+            .status(400)
+            .json(openai_error(
+                &format!("logprobs: must be between 0 and 5 (got {n})"),
+                "invalid_request_error",
+                json!("logprobs"),
+                Value::Null,
+            )),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn openai_logprobs_options_map_and_bad_ones_are_400() {
+    let base = json!({"model": SMOL, "messages": user("hi")});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    for (extra, top) in [
+        (json!({"logprobs": true}), Some(0)),
+        (json!({"logprobs": true, "top_logprobs": 20}), Some(20)),
+        (json!({"logprobs": false}), None),
+        (json!({"logprobs": null, "top_logprobs": null}), None),
+    ] {
+        let expect = GenerationOptions {
+            top_logprobs: top,
+            ..openai_defaults()
+        };
+        check_chat_options(with(extra), expect).await;
+    }
+    for (extra, message) in [
+        (
+            json!({"logprobs": true, "top_logprobs": 21}),
+            "top_logprobs: must be between 0 and 20 (got 21)",
+        ),
+        (
+            json!({"logprobs": true, "top_logprobs": -1}),
+            "top_logprobs: must be between 0 and 20 (got -1)",
+        ),
+        (
+            json!({"top_logprobs": 3}),
+            "top_logprobs: set logprobs to true to use top_logprobs",
+        ),
+        (
+            json!({"logprobs": false, "top_logprobs": 0}),
+            "top_logprobs: set logprobs to true to use top_logprobs",
+        ),
+    ] {
+        check(
+            post("/v1/chat/completions", with(extra))
+                .status(400)
+                .json(openai_error(
+                    message,
+                    "invalid_request_error",
+                    json!("top_logprobs"),
+                    Value::Null,
+                )),
+        )
+        .await;
+    }
+}
+
 fn text_chunk(text: &str, finish: Value) -> Value {
     json!({
         "id": "cmpl-<id>", "object": "text_completion", "created": "<now>", "model": SMOL,
@@ -531,6 +731,103 @@ async fn ollama_chat_non_streaming() {
         .json(chat_final("Hello world")),
     )
     .await;
+}
+
+/// A scripted token in Ollama's shape (api/types.go `Logprob`): `top_logprobs` and empty
+/// `bytes` left out.
+fn ol_lp(token: &str, bytes: &[u8], logprob: f32, top: &[(&str, f32)]) -> Value {
+    let mut v = json!({"token": token, "logprob": logprob, "bytes": bytes});
+    if !top.is_empty() {
+        let top: Vec<Value> = top
+            .iter()
+            .map(|&(t, l)| {
+                let b = if t == token {
+                    bytes.to_vec()
+                } else {
+                    t.as_bytes().to_vec()
+                };
+                json!({"token": t, "logprob": l, "bytes": b})
+            })
+            .collect();
+        v["top_logprobs"] = json!(top);
+    }
+    v
+}
+
+fn with_logprobs(mut v: Value, tokens: &[Value]) -> Value {
+    v["logprobs"] = json!(tokens);
+    v
+}
+
+/// `logprobs: true` on `/api/chat` and `/api/generate`: each streamed line carries its tokens
+/// (a token without text rides with the next line, one whose text a stop string removed gets
+/// a line of its own), the whole answer all of them; `top_logprobs` adds alternatives.
+#[tokio::test]
+async fn ollama_logprobs() {
+    fn top(t: &str, l: f32) -> [(&str, f32); 2] {
+        [(t, l), ("alt1", -2.0)]
+    }
+    let with_top = [
+        ol_lp("Hel", b"Hel", -0.25, &top("Hel", -0.25)),
+        ol_lp("lo", b"lo", -0.5, &top("lo", -0.5)),
+        ol_lp("\u{fffd}", &[0xe2], -0.75, &top("\u{fffd}", -0.75)),
+        ol_lp(" world", b" world", -1.0, &top(" world", -1.0)),
+        ol_lp("!", b"!", -1.25, &top("!", -1.25)),
+    ];
+    let chat = json!({"model": SMOL, "messages": user("hi"), "logprobs": true, "top_logprobs": 2});
+    check(post("/api/chat", chat.clone()).ndjson(vec![
+        with_logprobs(chat_line("Hel"), &with_top[0..1]),
+        with_logprobs(chat_line("lo"), &with_top[1..2]),
+        with_logprobs(chat_line(" world"), &with_top[2..4]),
+        with_logprobs(chat_line(""), &with_top[4..5]),
+        chat_final(""),
+    ]))
+    .await;
+    let mut whole = chat;
+    whole["stream"] = json!(false);
+    check(post("/api/chat", whole).json(with_logprobs(chat_final("Hello world"), &with_top))).await;
+
+    let bare = [
+        ol_lp("Hel", b"Hel", -0.25, &[]),
+        ol_lp("lo", b"lo", -0.5, &[]),
+        ol_lp("\u{fffd}", &[0xe2], -0.75, &[]),
+        ol_lp(" world", b" world", -1.0, &[]),
+        ol_lp("!", b"!", -1.25, &[]),
+    ];
+    for raw in [false, true] {
+        let gen_body = json!({"model": SMOL, "prompt": "hi", "raw": raw, "logprobs": true});
+        check(post("/api/generate", gen_body.clone()).ndjson(vec![
+            with_logprobs(gen_line("Hel"), &bare[0..1]),
+            with_logprobs(gen_line("lo"), &bare[1..2]),
+            with_logprobs(gen_line(" world"), &bare[2..4]),
+            with_logprobs(gen_line(""), &bare[4..5]),
+            gen_final(""),
+        ]))
+        .await;
+        let mut whole = gen_body;
+        whole["stream"] = json!(false);
+        check(post("/api/generate", whole).json(with_logprobs(gen_final("Hello world"), &bare)))
+            .await;
+    }
+
+    // `top_logprobs` alone asks for nothing; out of range is refused.
+    check(
+        post(
+            "/api/generate",
+            json!({"model": SMOL, "prompt": "hi", "stream": false, "top_logprobs": 3}),
+        )
+        .json(gen_final("Hello world")),
+    )
+    .await;
+    for path in ["/api/chat", "/api/generate"] {
+        let body = json!({"model": SMOL, "prompt": "hi", "messages": user("hi"), "logprobs": true, "top_logprobs": 21});
+        check(
+            post(path, body)
+                .status(400)
+                .json(json!({"error": "top_logprobs must be between 0 and 20 (got 21)"})),
+        )
+        .await;
+    }
 }
 
 fn gen_line(response: &str) -> Value {

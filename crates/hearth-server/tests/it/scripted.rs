@@ -6,13 +6,38 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hearth_llm::{
     BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedRequest, Embeddings,
     FinishReason, GenerationStream, LlmError, ModelDetails, ModelInfo, ModelService, RunningModel,
-    StreamEvent,
+    StreamEvent, TokenLogprob,
 };
 use tokio::sync::{Notify, mpsc};
 
 /// The text every scripted generation produces, as deltas (the empty one is a token that
 /// completed no text).
 pub const DELTAS: &[&str] = &["Hel", "lo", "", " world"];
+
+/// With log-probabilities asked for, the tokens behind [`DELTAS`] (the empty delta's token is
+/// the first byte of a character), then one more token whose text a stop string swallowed.
+/// Token `i` has log-probability `-(i + 1) / 4`; see [`scripted_logprob`].
+pub const TOKENS: &[&[u8]] = &[b"Hel", b"lo", b"\xe2", b" world", b"!"];
+
+/// Scripted token `i` with `k` alternatives: the token itself, then `alt1`, `alt2`, … at
+/// log-probabilities -2, -3, …
+pub fn scripted_logprob(i: usize, k: u32) -> TokenLogprob {
+    let bytes = TOKENS[i].to_vec();
+    let token = String::from_utf8_lossy(&bytes).into_owned();
+    let logprob = -((i + 1) as f32) / 4.0;
+    let mut top = vec![(token.clone(), bytes.clone(), logprob)];
+    for j in 1..k {
+        let alt = format!("alt{j}");
+        top.push((alt.clone(), alt.into_bytes(), -1.0 - j as f32));
+    }
+    top.truncate(k as usize);
+    TokenLogprob {
+        token,
+        bytes,
+        logprob,
+        top,
+    }
+}
 
 pub const SMOL: &str = "smollm2:135m";
 /// A name with `/` and `:` in it, as Hugging Face references are.
@@ -30,7 +55,8 @@ pub fn embedding(i: usize) -> Vec<f32> {
 /// Stands in for the embedded engine so that the wire-format tests run without model weights;
 /// the real engine's end-to-end tests live elsewhere and are written against the real thing.
 ///
-/// Scripts by model name: [`SMOL`] and [`HF`] answer [`DELTAS`] then a fixed [`completion`];
+/// Scripts by model name: [`SMOL`] and [`HF`] answer [`DELTAS`] then a fixed [`completion`]
+/// (with `top_logprobs` set, each delta after its tokens' [`StreamEvent::Logprobs`]);
 /// `busy` is refused with [`LlmError::Busy`]; `broken` fails with an internal error carrying a
 /// secret detail; `midway` fails after one delta; `endless` produces deltas until its receiver is
 /// dropped, then notifies [`ScriptedModels::cancelled`]; [`EMBED`] embeds (the chat models refuse
@@ -76,14 +102,21 @@ fn info(name: &str) -> ModelInfo {
 }
 
 impl ScriptedModels {
-    fn play(&self, model: &str) -> Result<GenerationStream, LlmError> {
+    fn play(&self, model: &str, top_logprobs: Option<u32>) -> Result<GenerationStream, LlmError> {
         let (tx, rx) = mpsc::unbounded_channel();
         match model {
             SMOL | HF => {
                 tokio::spawn(async move {
-                    for d in DELTAS {
+                    for (i, d) in DELTAS.iter().enumerate() {
+                        if let Some(k) = top_logprobs {
+                            let _ = tx.send(StreamEvent::Logprobs(vec![scripted_logprob(i, k)]));
+                        }
                         let _ = tx.send(StreamEvent::Delta((*d).to_owned()));
                         tokio::task::yield_now().await;
+                    }
+                    if let Some(k) = top_logprobs {
+                        let last = scripted_logprob(DELTAS.len(), k);
+                        let _ = tx.send(StreamEvent::Logprobs(vec![last]));
                     }
                     let _ = tx.send(StreamEvent::Done(completion()));
                 });
@@ -117,12 +150,12 @@ impl ScriptedModels {
 impl ModelService for ScriptedModels {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
-            let model = req.model.clone();
+            let (model, k) = (req.model.clone(), req.options.top_logprobs);
             *self
                 .last_chat
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(req);
-            self.play(&model)
+            self.play(&model, k)
         })
     }
 
@@ -131,12 +164,12 @@ impl ModelService for ScriptedModels {
         req: CompletionRequest,
     ) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
-            let model = req.model.clone();
+            let (model, k) = (req.model.clone(), req.options.top_logprobs);
             *self
                 .last_completion
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(req);
-            self.play(&model)
+            self.play(&model, k)
         })
     }
 
