@@ -113,7 +113,11 @@ fn pull_with_progress(catalog: &Catalog, name: &str) -> Result<(), AppError> {
     if let Ok(entry) = catalog.get(name)
         && entry.status == hearth_catalog::EntryStatus::Ok
     {
-        eprintln!("{} is already here ({})", entry.name, human_bytes(entry.size));
+        eprintln!(
+            "{} is already here ({})",
+            entry.name,
+            human_bytes(entry.size)
+        );
         return Ok(());
     }
     let bar = indicatif::ProgressBar::new(0);
