@@ -2,7 +2,7 @@ use super::*;
 
 fn sources() -> Sources {
     Sources {
-        user_home: Some("/home/u".into()),
+        user_home: Some("/srv/someone".into()),
         ..Sources::default()
     }
 }
@@ -11,7 +11,7 @@ fn sources() -> Sources {
 fn defaults_are_valid_and_documented_values() {
     let c = Config::load(&sources()).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:11435");
-    assert_eq!(c.home, PathBuf::from("/home/u/.local/share/hearth"));
+    assert_eq!(c.home, PathBuf::from("/srv/someone/.local/share/hearth"));
     assert_eq!(c.models.default, "smollm2:135m");
     assert_eq!(c.models.keep_alive, Some(Duration::from_secs(300)));
 }
