@@ -132,6 +132,7 @@ fn openai_chunk_usage_is_absent_null_or_present() {
             prompt_tokens: 1,
             completion_tokens: 2,
             total_tokens: 3,
+            prompt_tokens_details: None,
         }))),
         with_usage,
     );

@@ -89,6 +89,8 @@ impl FinishReason {
 pub struct Completion {
     pub finish_reason: FinishReason,
     pub prompt_tokens: u32,
+    /// Of the prompt tokens, how many were not computed but reused from the prefix cache.
+    pub cached_prompt_tokens: u32,
     pub completion_tokens: u32,
     /// Time spent loading the model for this request (zero when it was already loaded).
     pub load_duration: Duration,

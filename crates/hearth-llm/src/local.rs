@@ -909,6 +909,7 @@ impl EventSink for Sink {
                         hearth_engine::FinishReason::Length => FinishReason::Length,
                     },
                     prompt_tokens: f.prompt_tokens as u32,
+                    cached_prompt_tokens: f.cached_tokens as u32,
                     completion_tokens: f.completion_tokens as u32,
                     load_duration: self.load_duration,
                     prompt_eval_duration: f.prompt_eval,

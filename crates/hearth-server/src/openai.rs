@@ -271,6 +271,11 @@ fn usage(c: &Completion) -> wire_ai::Usage {
         prompt_tokens: c.prompt_tokens,
         completion_tokens: c.completion_tokens,
         total_tokens: c.prompt_tokens.saturating_add(c.completion_tokens),
+        prompt_tokens_details: (c.cached_prompt_tokens > 0).then_some(
+            wire_ai::PromptTokensDetails {
+                cached_tokens: c.cached_prompt_tokens,
+            },
+        ),
     }
 }
 

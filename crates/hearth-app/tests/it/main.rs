@@ -207,3 +207,35 @@ fn concurrent_streams_each_complete() {
     }
     server.shutdown().unwrap();
 }
+
+/// A second conversation with the same system prompt reuses its computed tokens, and the OpenAI
+/// usage says how many (`prompt_tokens_details.cached_tokens`).
+#[test]
+fn usage_reports_prompt_tokens_reused_from_the_prefix_cache() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let ask = |question: &str| {
+        server.post(
+            "/v1/chat/completions",
+            &json!({"model": "smollm2:135m", "max_tokens": 4, "temperature": 0,
+                    "messages": [{"role": "system", "content": "You answer in one short sentence, always politely."},
+                                 {"role": "user", "content": question}]}),
+        )
+    };
+    let first = ask("What is the capital of France?");
+    assert!(
+        first["usage"].get("prompt_tokens_details").is_none(),
+        "{first}"
+    );
+    let second = ask("What is the capital of Spain?");
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    let prompt = second["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        cached >= 10 && cached < prompt,
+        "cached {cached} of {prompt}: {second}"
+    );
+    server.shutdown().unwrap();
+}

@@ -76,6 +76,7 @@ pub fn completion() -> Completion {
     Completion {
         finish_reason: FinishReason::Stop,
         prompt_tokens: 7,
+        cached_prompt_tokens: 0,
         completion_tokens: 3,
         load_duration: Duration::from_millis(1),
         prompt_eval_duration: Duration::from_millis(2),
