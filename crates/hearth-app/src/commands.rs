@@ -166,10 +166,16 @@ pub fn human_bytes(n: u64) -> String {
 
 /// Whether `name` is not installed (and so worth pulling). Any other problem (an invalid name, an
 /// imported file that changed) is returned as it is: a pull would only hide it.
-fn is_missing(catalog: &Catalog, name: &str) -> Result<bool, AppError> {
+/// The installed model `name`, pulled first when it is not installed. Any other problem (a bad
+/// name, a changed file) is reported as it is rather than hidden behind a pull.
+fn ensure_present(catalog: &Catalog, name: &str) -> Result<hearth_catalog::ModelEntry, AppError> {
     match catalog.get(name) {
-        Ok(_) => Ok(false),
-        Err(CatalogError::NotFound { .. }) => Ok(true),
+        Ok(entry) => Ok(entry),
+        Err(CatalogError::NotFound { .. }) => {
+            eprintln!("{name} is not here yet; pulling it first.");
+            pull_with_progress(catalog, name)?;
+            Ok(catalog.get(name)?)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -489,10 +495,7 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
     } else {
         crate::init_tracing("warn");
         let catalog = crate::open_catalog(&config)?;
-        if is_missing(&catalog, &model)? {
-            eprintln!("{model} is not here yet; pulling it first.");
-            pull_with_progress(&catalog, &model)?;
-        }
+        ensure_present(&catalog, &model)?;
         Backend::Local(Arc::new(crate::local_models(&config, catalog)), runtime()?)
     };
     let options = GenerationOptions {
@@ -580,9 +583,7 @@ fn bench_serve(g: &Global, args: ServeBenchArgs) -> Result<(), AppError> {
         .model
         .clone()
         .unwrap_or_else(|| config.models.default.clone());
-    if is_missing(&catalog, &model)? {
-        pull_with_progress(&catalog, &model)?;
-    }
+    ensure_present(&catalog, &model)?;
     eprintln!(
         "serving {model} on an in-process server; {} tokens per stream, engine.max_active = {}",
         args.tokens, config.engine.max_active
@@ -602,10 +603,7 @@ fn bench_speed(g: &Global, args: BenchArgs) -> Result<(), AppError> {
         .model
         .clone()
         .unwrap_or_else(|| config.models.default.clone());
-    if is_missing(&catalog, &model)? {
-        pull_with_progress(&catalog, &model)?;
-    }
-    let entry = catalog.get(&model)?;
+    let entry = ensure_present(&catalog, &model)?;
     eprintln!(
         "model {} ({}); {} prompt tokens, {} generated, median of {} interleaved rounds",
         entry.name,
