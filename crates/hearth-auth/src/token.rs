@@ -6,10 +6,14 @@
 //! - API keys read `hearth_<id>_<secret>`: `id` (16 Crockford base32 symbols, 80 bits) is the
 //!   public lookup handle shown in key lists, `secret` 256 random bits in base64url. Parsing is
 //!   strict; the store keeps SHA-256 of the secret; [`ApiKey::matches`] compares in constant time.
+//! - [`SessionLifetime`] decides whether a stored session is still usable: an idle timeout and an
+//!   absolute lifetime after which the user must sign in again (ASVS 7.3.1, 7.3.2). Defaults
+//!   follow NIST SP 800-63B's AAL2 re-authentication: 30 minutes idle, 12 hours absolute (7.1.1).
 //! - CSRF tokens are HMAC-SHA256 of the session id under a server key, so they are bound to one
 //!   session, need no storage, and verify in constant time (ASVS 3.5.1).
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -62,6 +66,68 @@ impl SessionToken {
     /// The stored form and lookup key: SHA-256 of the token text.
     pub fn hash(&self) -> Sha256Hash {
         Sha256Hash::of(self.0.as_bytes())
+    }
+}
+
+/// How long a web session lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetime {
+    /// Without a request for this long, the session ends (ASVS 7.3.1).
+    pub idle: Duration,
+    /// However active, the session ends this long after sign-in (ASVS 7.3.2).
+    pub absolute: Duration,
+}
+
+impl Default for SessionLifetime {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(30 * 60),
+            absolute: Duration::from_secs(12 * 60 * 60),
+        }
+    }
+}
+
+/// Whether a stored session may be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Usable; the caller records `now` as its last use.
+    Active,
+    /// Unused for longer than the idle timeout: delete it, ask to sign in again.
+    IdleExpired,
+    /// Older than the absolute lifetime: delete it, ask to sign in again.
+    AbsoluteExpired,
+}
+
+impl SessionLifetime {
+    /// The status at `now` of a session created at `created` and last used at `last_used`.
+    /// Times in the future (clock steps) count as now, so they never extend a session.
+    pub fn status(
+        &self,
+        created: SystemTime,
+        last_used: SystemTime,
+        now: SystemTime,
+    ) -> SessionStatus {
+        let age = |t: SystemTime| now.duration_since(t).unwrap_or(Duration::ZERO);
+        if age(created) >= self.absolute {
+            SessionStatus::AbsoluteExpired
+        } else if age(last_used) >= self.idle {
+            SessionStatus::IdleExpired
+        } else {
+            SessionStatus::Active
+        }
+    }
+
+    /// When the session ends if it is not used again (for the cookie's `Max-Age` and the
+    /// store's cleanup): the earlier of idle and absolute expiry.
+    pub fn expires_at(&self, created: SystemTime, last_used: SystemTime) -> SystemTime {
+        let idle_end = last_used.checked_add(self.idle);
+        let abs_end = created.checked_add(self.absolute);
+        match (idle_end, abs_end) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => created,
+        }
     }
 }
 

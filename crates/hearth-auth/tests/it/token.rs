@@ -1,7 +1,8 @@
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hearth_auth::Sha256Hash;
-use hearth_auth::token::{ApiKey, CsrfKey, SessionToken};
+use hearth_auth::token::{ApiKey, CsrfKey, SessionLifetime, SessionStatus, SessionToken};
 
 #[test]
 fn session_tokens_asvs_7_2_3() {
@@ -110,4 +111,32 @@ fn csrf_tokens_are_bound_to_the_session_asvs_3_5_1() {
     let other = CsrfKey::generate().unwrap();
     assert!(!other.verify("session-123", want), "another server key");
     assert!(!format!("{key:?}").contains("0, 1, 2"));
+}
+
+#[test]
+fn session_lifetimes_asvs_7_3() {
+    fn t(mins: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + mins * 60)
+    }
+    fn check(created: u64, last_used: u64, now: u64, expect: SessionStatus) {
+        assert_eq!(
+            SessionLifetime::default().status(t(created), t(last_used), t(now)),
+            expect,
+            "created {created} min, used {last_used} min, now {now} min"
+        );
+    }
+    use SessionStatus::*;
+    check(0, 0, 0, Active);
+    check(0, 0, 29, Active);
+    check(0, 0, 30, IdleExpired); // 7.3.1: 30 minutes idle
+    check(0, 600, 629, Active);
+    check(0, 710, 719, Active);
+    check(0, 719, 720, AbsoluteExpired); // 7.3.2: 12 hours however active
+    check(0, 0, 720, AbsoluteExpired);
+    // A last-use time in the future (clock stepped back) does not extend the session.
+    check(0, 10_000, 31, Active);
+    check(0, 10_000, 720, AbsoluteExpired);
+    let l = SessionLifetime::default();
+    assert_eq!(l.expires_at(t(0), t(5)), t(35));
+    assert_eq!(l.expires_at(t(0), t(700)), t(720));
 }
