@@ -25,3 +25,9 @@ impl Error {
         Self::BadInput(msg.into())
     }
 }
+
+impl From<crate::password::PasswordProblem> for Error {
+    fn from(p: crate::password::PasswordProblem) -> Self {
+        Self::WeakPassword(p)
+    }
+}
