@@ -5,6 +5,7 @@
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod audit;
+mod hostile;
 mod login;
 mod oidc;
 mod password;
