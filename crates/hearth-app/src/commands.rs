@@ -458,8 +458,7 @@ impl Backend {
                         model: model.to_owned(),
                         messages: messages.to_vec(),
                         options: options.clone(),
-                        keep_alive: None,
-                        user: String::new(),
+                        ..ChatRequest::default()
                     };
                     let mut stream = models.chat(req).await?;
                     while let Some(ev) = stream.recv().await {
@@ -521,10 +520,7 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
         } else {
             prompt
         };
-        let msgs = [Message {
-            role: "user".into(),
-            content: prompt,
-        }];
+        let msgs = [Message::text("user".into(), prompt)];
         backend.chat(&model, &msgs, &options)?;
         return Ok(());
     }
@@ -556,15 +552,9 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
             }
             _ => {}
         }
-        history.push(Message {
-            role: "user".into(),
-            content: line.to_owned(),
-        });
+        history.push(Message::text("user".into(), line.to_owned()));
         let answer = backend.chat(&model, &history, &options)?;
-        history.push(Message {
-            role: "assistant".into(),
-            content: answer,
-        });
+        history.push(Message::text("assistant".into(), answer));
     }
     Ok(())
 }

@@ -21,9 +21,10 @@ use hearth_template::ChatTemplate;
 use hearth_tokenizer::{Tokenizer, WordPiece};
 use tokio::sync::{OnceCell, mpsc};
 
+use crate::tools::{Outcome, ToolOutput};
 use crate::{
     BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest,
-    Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, Message, ModelDetails,
+    Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, ModelDetails,
     ModelInfo, ModelService, RunningModel, StreamEvent, TokenLogprob,
 };
 
@@ -517,6 +518,7 @@ impl LocalModels {
         options: &GenerationOptions,
         user: &str,
         first_use: bool,
+        tools: Option<ToolCalls>,
     ) -> Result<GenerationStream, LlmError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let defaults = SamplingParams::default();
@@ -554,6 +556,7 @@ impl LocalModels {
                 .then(|| loaded.chat().map(|c| c.0.tokenizer().clone()))
                 .transpose()?,
             pending: Vec::new(),
+            tools,
             started: Instant::now(),
             load_duration: if first_use {
                 loaded.load_duration
@@ -581,25 +584,21 @@ impl LocalModels {
         Ok(ids)
     }
 
-    /// Render `messages` with the model's chat template.
-    pub async fn render_chat(&self, model: &str, messages: &[Message]) -> Result<String, LlmError> {
-        let loaded = self.acquire(model, None, Want::Chat).await?;
-        render(&loaded, messages)
-    }
-
+    /// Loads `model`, makes the prompt (with how tool calls are read from the answer, if any)
+    /// and starts generating.
     async fn generate_text(
         &self,
         model: &str,
         keep_alive: Option<Duration>,
         options: &GenerationOptions,
         user: &str,
-        make_prompt: impl FnOnce(&Loaded) -> Result<String, LlmError>,
+        make_prompt: impl FnOnce(&Loaded) -> Result<(String, Option<ToolCalls>), LlmError>,
     ) -> Result<GenerationStream, LlmError> {
         let was_loaded = self.is_loaded(model);
         let loaded = self.acquire(model, keep_alive, Want::Chat).await?;
-        let text = make_prompt(&loaded)?;
+        let (text, tools) = make_prompt(&loaded)?;
         let prompt = Self::encode(&loaded, &text)?;
-        self.start(loaded, prompt, options, user, !was_loaded)
+        self.start(loaded, prompt, options, user, !was_loaded, tools)
     }
 
     fn is_loaded(&self, model: &str) -> bool {
@@ -820,16 +819,26 @@ pub(crate) fn shorten(v: &mut Vec<f32>, n: usize) {
     }
 }
 
-fn render(loaded: &Loaded, messages: &[Message]) -> Result<String, LlmError> {
-    let msgs: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
-        .collect();
-    loaded
-        .chat()?
-        .1
-        .render(&msgs, true, None)
-        .map_err(|e| LlmError::BadRequest(format!("chat template: {e}")))
+/// Renders a chat request's conversation (and tools) with the model's chat template; with
+/// tools in play, also says how to read calls from the answer.
+fn render(loaded: &Loaded, req: &ChatRequest) -> Result<(String, Option<ToolCalls>), LlmError> {
+    let template = loaded.chat()?.1;
+    let plan = crate::tools::plan(req, template.source().contains("tools"))?;
+    let text = template
+        .render(&plan.messages, true, plan.template_tools.as_ref())
+        .map_err(|e| LlmError::BadRequest(format!("chat template: {e}")))?;
+    let calls = plan.mode.map(|mode| ToolCalls {
+        output: ToolOutput::new(mode),
+        callable: plan.callable,
+    });
+    Ok((text, calls))
+}
+
+/// How a request's answer turns into tool calls.
+struct ToolCalls {
+    output: ToolOutput,
+    /// `(name, parameters schema)` of the tools the answer may call.
+    callable: Vec<(String, serde_json::Value)>,
 }
 
 /// Forwards engine events into a request's stream.
@@ -839,6 +848,8 @@ struct Sink {
     logprobs: Option<Arc<Tokenizer>>,
     /// Log-probabilities of tokens whose text has not been sent yet.
     pending: Vec<TokenLogprob>,
+    /// Set when the answer may be tool calls: text is held back while it may be one.
+    tools: Option<ToolCalls>,
     started: Instant,
     load_duration: Duration,
 }
@@ -891,6 +902,10 @@ impl EventSink for Sink {
         }
         let ev = match event {
             Event::Token { text, .. } | Event::Text(text) => {
+                let text = match &mut self.tools {
+                    Some(t) => t.output.text(&text),
+                    None => text,
+                };
                 if text.is_empty() {
                     return !self.tx.is_closed();
                 }
@@ -900,14 +915,35 @@ impl EventSink for Sink {
                 StreamEvent::Delta(text)
             }
             Event::Done(f) => {
+                let mut finish_reason = match f.reason {
+                    hearth_engine::FinishReason::Stop => FinishReason::Stop,
+                    hearth_engine::FinishReason::Length => FinishReason::Length,
+                };
+                if let Some(t) = self.tools.take() {
+                    let ev = match t.output.finish(&t.callable) {
+                        Ok(Outcome::Text(rest)) if rest.is_empty() => None,
+                        Ok(Outcome::Text(rest)) => Some(StreamEvent::Delta(rest)),
+                        Ok(Outcome::Calls(calls)) => {
+                            finish_reason = FinishReason::ToolCalls;
+                            Some(StreamEvent::ToolCalls(calls))
+                        }
+                        Err(e) => {
+                            // The answer is over either way: the request ends with the error.
+                            let _ = self.tx.send(StreamEvent::Error(e));
+                            return false;
+                        }
+                    };
+                    if let Some(ev) = ev
+                        && !(self.flush() && self.tx.send(ev).is_ok())
+                    {
+                        return false;
+                    }
+                }
                 if !self.flush() {
                     return false;
                 }
                 StreamEvent::Done(Completion {
-                    finish_reason: match f.reason {
-                        hearth_engine::FinishReason::Stop => FinishReason::Stop,
-                        hearth_engine::FinishReason::Length => FinishReason::Length,
-                    },
+                    finish_reason,
                     prompt_tokens: f.prompt_tokens as u32,
                     cached_prompt_tokens: f.cached_tokens as u32,
                     completion_tokens: f.completion_tokens as u32,
@@ -931,7 +967,7 @@ impl ModelService for LocalModels {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
             self.generate_text(&req.model, req.keep_alive, &req.options, &req.user, |l| {
-                render(l, &req.messages)
+                render(l, &req)
             })
             .await
         })
@@ -948,7 +984,7 @@ impl ModelService for LocalModels {
                 req.keep_alive,
                 &req.options,
                 &req.user,
-                move |_| Ok(prompt),
+                move |_| Ok((prompt, None)),
             )
             .await
         })

@@ -252,6 +252,7 @@ fn through_sink(
                 label
             }
             crate::StreamEvent::Delta(d) => format!("D({d})"),
+            crate::StreamEvent::ToolCalls(c) => format!("T({})", c.len()),
             crate::StreamEvent::Done(_) => "Done".to_owned(),
             crate::StreamEvent::Error(e) => format!("E({e})"),
         });
