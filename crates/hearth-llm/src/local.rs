@@ -540,6 +540,7 @@ impl LocalModels {
             max_tokens: o.max_tokens.map(|m| m as usize),
             stop: o.stop.clone(),
             top_logprobs: o.top_logprobs.map(|k| k as usize),
+            constraint: None,
             user: user.to_owned(),
             deadline: self
                 .config
