@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use hearth_catalog::{Catalog, CatalogError, ModelEntry, ModelFormat};
@@ -16,6 +16,7 @@ use hearth_engine::{
     TokenLogprobs,
 };
 use hearth_gguf::{Gguf, GgufFile, Value};
+use hearth_grammar::{Grammar, Matcher, Vocab};
 use hearth_models::{Bert, ThreadPool};
 use hearth_template::ChatTemplate;
 use hearth_tokenizer::{Tokenizer, WordPiece};
@@ -24,7 +25,7 @@ use tokio::sync::{OnceCell, mpsc};
 use crate::{
     BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest,
     Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, Message, ModelDetails,
-    ModelInfo, ModelService, RunningModel, StreamEvent, TokenLogprob,
+    ModelInfo, ModelService, OutputFormat, RunningModel, StreamEvent, TokenLogprob,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -63,6 +64,9 @@ enum Kind {
     Chat {
         handle: EngineHandle,
         template: Box<ChatTemplate>,
+        /// The vocabulary as bytes for constrained output, built on the first request that
+        /// needs it.
+        vocab: OnceLock<Arc<Vocab>>,
     },
     /// A sentence-embedding model folder.
     Embed(Arc<Embedder>),
@@ -80,9 +84,44 @@ struct Embedder {
 }
 
 impl Loaded {
+    /// The constraint for a required output format (`None`: free text).
+    fn constraint(
+        &self,
+        format: Option<&OutputFormat>,
+        max_tokens: Option<u32>,
+    ) -> Result<Option<Box<Matcher>>, LlmError> {
+        let Some(format) = format else {
+            return Ok(None);
+        };
+        let Kind::Chat { handle, vocab, .. } = &self.kind else {
+            return Err(not_chat(&self.details.info.name));
+        };
+        let grammar = match format {
+            OutputFormat::JsonObject => Grammar::json_object(),
+            OutputFormat::JsonSchema(schema) => {
+                Grammar::json_schema(schema).map_err(|e| LlmError::BadRequest(e.to_string()))?
+            }
+        };
+        let shortest = grammar.min_len_bytes();
+        if let Some(m) = max_tokens
+            && (m as usize) < shortest
+        {
+            return Err(LlmError::BadRequest(format!(
+                "max_tokens is {m}, but the shortest output of the response format takes {shortest} tokens; raise max_tokens"
+            )));
+        }
+        let vocab = vocab.get_or_init(|| Arc::new(Vocab::from_tokenizer(handle.tokenizer())));
+        Ok(Some(Box::new(Matcher::new(
+            Arc::new(grammar),
+            vocab.clone(),
+        ))))
+    }
+
     fn chat(&self) -> Result<(&EngineHandle, &ChatTemplate), LlmError> {
         match &self.kind {
-            Kind::Chat { handle, template } => Ok((handle, &**template)),
+            Kind::Chat {
+                handle, template, ..
+            } => Ok((handle, &**template)),
             Kind::Embed(_) => Err(not_chat(&self.details.info.name)),
         }
     }
@@ -402,6 +441,7 @@ impl LocalModels {
                     kind: Kind::Chat {
                         handle,
                         template: Box::new(template),
+                        vocab: OnceLock::new(),
                     },
                 }))
             })
@@ -518,9 +558,10 @@ impl LocalModels {
         user: &str,
         first_use: bool,
     ) -> Result<GenerationStream, LlmError> {
+        let o = options;
+        let constraint = loaded.constraint(o.format.as_ref(), o.max_tokens)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let defaults = SamplingParams::default();
-        let o = options;
         let sampling = SamplingParams {
             temperature: o.temperature.unwrap_or(defaults.temperature),
             top_k: o.top_k.map_or(defaults.top_k, |k| k as usize),
@@ -540,7 +581,7 @@ impl LocalModels {
             max_tokens: o.max_tokens.map(|m| m as usize),
             stop: o.stop.clone(),
             top_logprobs: o.top_logprobs.map(|k| k as usize),
-            constraint: None,
+            constraint: constraint.map(|c| c as Box<dyn hearth_engine::TokenConstraint>),
             user: user.to_owned(),
             deadline: self
                 .config

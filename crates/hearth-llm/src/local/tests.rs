@@ -315,3 +315,118 @@ fn a_character_split_across_tokens_has_lossy_text_and_exact_bytes() {
         "{entries:?}"
     );
 }
+
+/// The local provider over a catalog holding the test chat model as `smol:test`.
+fn chat_models() -> Option<(super::LocalModels, tempfile::TempDir)> {
+    let path = hearth_testkit::test_model()?;
+    let home = tempfile::tempdir().expect("a temporary folder");
+    let catalog = hearth_catalog::Catalog::open(hearth_catalog::CatalogConfig::new(home.path()))
+        .expect("the catalog opens");
+    catalog
+        .import(&path, "smol:test", hearth_catalog::ImportMode::Adopt)
+        .expect("the test model imports");
+    let config = super::LocalConfig {
+        engine: hearth_engine::EngineConfig::default(),
+        keep_alive: None,
+        max_loaded: 1,
+        request_timeout: None,
+        memory_budget: None,
+    };
+    Some((super::LocalModels::new(catalog, config), home))
+}
+
+async fn chat_text(
+    models: &super::LocalModels,
+    options: crate::GenerationOptions,
+) -> Result<(String, crate::FinishReason), LlmError> {
+    use crate::ModelService;
+    let req = crate::ChatRequest {
+        model: "smol:test".into(),
+        messages: vec![crate::Message {
+            role: "user".into(),
+            content: "Describe a cat called Tom, aged 3, who likes fish and naps, as JSON.".into(),
+        }],
+        options,
+        ..crate::ChatRequest::default()
+    };
+    let mut rx = models.chat(req).await?;
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            crate::StreamEvent::Delta(t) => text.push_str(&t),
+            crate::StreamEvent::Done(c) => return Ok((text, c.finish_reason)),
+            crate::StreamEvent::Error(e) => return Err(e),
+            crate::StreamEvent::Logprobs(_) => {}
+        }
+    }
+    Err(LlmError::Internal("the stream ended without Done".into()))
+}
+
+/// `format` constrains chat output to a schema or any JSON object, sampled and with a tight
+/// `max_tokens`; schemas the grammar cannot guarantee and budgets below the shortest output
+/// are refused as bad requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_formats_constrain_chat_output() {
+    let Some((models, _home)) = chat_models() else {
+        return;
+    };
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "age": {"type": "integer"},
+            "likes": {"type": "array", "items": {"enum": ["fish", "naps", "mice"]}, "maxItems": 3},
+            "name": {"type": "string"}
+        },
+        "required": ["age", "likes", "name"]
+    });
+    let shortest = r#"{"age":0,"likes":[],"name":""}"#.len() as u32;
+    for (seed, max_tokens) in [(1, 80), (2, 80), (3, shortest)] {
+        let options = crate::GenerationOptions {
+            temperature: Some(1.0),
+            seed: Some(seed),
+            max_tokens: Some(max_tokens),
+            format: Some(crate::OutputFormat::JsonSchema(schema.clone())),
+            ..crate::GenerationOptions::default()
+        };
+        let (text, _) = chat_text(&models, options).await.expect("generation runs");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert!(v["age"].is_i64(), "{v}");
+        assert!(v["name"].is_string(), "{v}");
+        let likes = v["likes"].as_array().expect("likes is an array");
+        assert!(likes.len() <= 3);
+        assert!(
+            likes
+                .iter()
+                .all(|l| ["fish", "naps", "mice"].contains(&l.as_str().unwrap_or("")))
+        );
+        assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{v}");
+    }
+    let options = crate::GenerationOptions {
+        max_tokens: Some(12),
+        format: Some(crate::OutputFormat::JsonObject),
+        ..crate::GenerationOptions::default()
+    };
+    let (text, _) = chat_text(&models, options).await.expect("generation runs");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(v.is_object());
+
+    let refused = |format, max_tokens| crate::GenerationOptions {
+        max_tokens,
+        format: Some(format),
+        ..crate::GenerationOptions::default()
+    };
+    let bad = serde_json::json!({"type": "string", "pattern": "^a+$"});
+    match chat_text(&models, refused(crate::OutputFormat::JsonSchema(bad), None)).await {
+        Err(LlmError::BadRequest(m)) => assert!(m.contains("`pattern` at `/pattern`"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match chat_text(
+        &models,
+        refused(crate::OutputFormat::JsonSchema(schema), Some(5)),
+    )
+    .await
+    {
+        Err(LlmError::BadRequest(m)) => assert!(m.contains("raise max_tokens"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
