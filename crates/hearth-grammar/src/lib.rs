@@ -442,7 +442,10 @@ impl Matcher {
     /// free text, or complete the trigger — then what follows must fit the grammar.
     fn restrict_undecided(&mut self, allowed: &mut [bool], remaining: usize) {
         let limit = u32::try_from(remaining.saturating_sub(1)).unwrap_or(INF - 1);
-        let so_far = trim_start(&self.output).to_vec();
+        let so_far = trim_start(&self.output);
+        let trigger = &self.trigger;
+        // `so_far` is a beginning of the trigger (else the phase would be free).
+        let need = trigger.get(so_far.len()..).unwrap_or_default();
         for (id, a) in allowed.iter_mut().enumerate() {
             if !*a {
                 continue;
@@ -451,17 +454,15 @@ impl Matcher {
             if self.vocab.is_eog(id) {
                 continue;
             }
-            let bytes = self.vocab.token_bytes(id);
-            let mut text = so_far.clone();
-            if text.is_empty() {
-                text.extend_from_slice(trim_start(bytes));
-            } else {
-                text.extend_from_slice(bytes);
+            let mut bytes = self.vocab.token_bytes(id);
+            if so_far.is_empty() {
+                bytes = trim_start(bytes);
             }
-            if text.len() <= self.trigger.len() || !text.starts_with(&self.trigger) {
-                // Still a beginning of the trigger, or free text.
+            if bytes.len() <= need.len() || !bytes.starts_with(need) {
+                // Still a beginning of the trigger (or all of it), or free text.
                 continue;
             }
+            let text = [so_far, bytes].concat();
             let mut s = State::initial(&self.grammar);
             let fits = text.iter().all(|&b| s.feed(&self.grammar.nodes, b));
             *a = fits && s.rem(&self.grammar.nodes) <= limit;
