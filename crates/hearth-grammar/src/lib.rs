@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hearth_engine::TokenConstraint;
-use machine::{Entry, INF, NONE, Node, NodeId, Nodes, Prop, compact, dedupe};
+use machine::{Entry, INF, NONE, Node, NodeId, Nodes, compact, dedupe};
 pub use vocab::Vocab;
 
 /// Why a schema or tool list cannot be compiled.
@@ -89,7 +89,9 @@ impl Grammar {
         }
         let first = &tools[0].1;
         let mut c = schema::Compiler::new(first);
-        let mut calls = Vec::with_capacity(tools.len());
+        // `{"name": "` once, then the names as a trie, each followed by its own arguments:
+        // the matcher follows one branch per distinct name prefix, not one per tool.
+        let mut names = Vec::with_capacity(tools.len());
         for (i, (name, params)) in tools.iter().enumerate() {
             let path = format!("/tools/{i}/parameters");
             if name.is_empty() || tools[..i].iter().any(|(n, _)| n == name) {
@@ -107,25 +109,16 @@ impl Grammar {
                         reason: e.to_string(),
                     }
                 })?;
-            let name_node = c.lit(&name_text);
-            calls.push(c.add(Node::Object {
-                props: vec![
-                    Prop {
-                        key: b"\"name\"".to_vec(),
-                        value: name_node,
-                        required: true,
-                    },
-                    Prop {
-                        key: b"\"arguments\"".to_vec(),
-                        value: args,
-                        required: true,
-                    },
-                ],
-                any_value: None,
-            }));
+            let between = c.lit(b", \"arguments\": ");
+            let end = c.lit(b"}");
+            let rest = c.add(Node::Seq(vec![between, args, end]));
+            // The name without its opening quote (the trie's texts never prefix one another).
+            names.push((name_text[1..].to_vec(), Some(rest)));
         }
+        let start = c.lit(b"{\"name\": \"");
+        let names = c.lit_trie(names);
+        let call = c.add(Node::Seq(vec![start, names]));
         let open = c.lit(b"<tool_call>\n");
-        let call = c.add(Node::Alt(calls));
         let close = c.lit(b"\n</tool_call>");
         let item = c.add(Node::Seq(vec![open, call, close]));
         let sep = c.lit(b"\n");

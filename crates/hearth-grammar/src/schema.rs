@@ -144,6 +144,73 @@ impl<'a> Compiler<'a> {
         self.add(Node::Lit(bytes.to_vec()))
     }
 
+    /// One of several texts, each followed by its own continuation (if any), factored by
+    /// common prefixes: the matcher keeps one stack per distinct prefix instead of one per
+    /// text (an `enum` of hundreds of values, tool names).
+    pub fn lit_trie(&mut self, mut entries: Vec<(Vec<u8>, Option<NodeId>)>) -> NodeId {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+        self.lit_group(&entries)
+    }
+
+    /// `entries`: sorted, distinct texts (an empty one ends right here).
+    fn lit_group(&mut self, entries: &[(Vec<u8>, Option<NodeId>)]) -> NodeId {
+        let mut alts = Vec::new();
+        let mut ends_here = None;
+        let mut i = 0;
+        while i < entries.len() {
+            let first = &entries[i].0;
+            let Some(&b) = first.first() else {
+                ends_here = Some(entries[i].1);
+                i += 1;
+                continue;
+            };
+            let mut j = i + 1;
+            while j < entries.len() && entries[j].0.first() == Some(&b) {
+                j += 1;
+            }
+            let group = &entries[i..j];
+            // The group's common prefix.
+            let mut lcp = first.len();
+            for (t, _) in &group[1..] {
+                lcp = lcp.min(first.iter().zip(t).take_while(|(x, y)| x == y).count());
+            }
+            let head = self.lit(&first[..lcp]);
+            let rest: Vec<(Vec<u8>, Option<NodeId>)> =
+                group.iter().map(|(t, c)| (t[lcp..].to_vec(), *c)).collect();
+            let node = if let [(r, c)] = rest.as_slice()
+                && r.is_empty()
+            {
+                match c {
+                    Some(c) => self.add(Node::Seq(vec![head, *c])),
+                    None => head,
+                }
+            } else {
+                let tail = self.lit_group(&rest);
+                self.add(Node::Seq(vec![head, tail]))
+            };
+            alts.push(node);
+            i = j;
+        }
+        match ends_here {
+            // One of the texts ends here: what follows is optional (or its continuation).
+            Some(cont) => {
+                let more = self.add(Node::Alt(alts));
+                match cont {
+                    Some(c) => self.add(Node::Alt(vec![c, more])),
+                    None => self.add(Node::Repeat {
+                        item: more,
+                        sep: None,
+                        min: 0,
+                        max: 1,
+                    }),
+                }
+            }
+            None if alts.len() == 1 => alts[0],
+            None => self.add(Node::Alt(alts)),
+        }
+    }
+
     /// Any JSON value.
     pub fn any(&mut self) -> NodeId {
         if let Some(a) = self.any {
@@ -302,19 +369,19 @@ impl<'a> Compiler<'a> {
                 });
             }
             let fits = |v: &Value| types.is_empty() || types.iter().any(|t| type_fits(t, v));
-            let mut alts = Vec::new();
+            let mut texts = Vec::new();
             for v in list.iter().filter(|v| fits(v)) {
                 let text =
                     serde_json::to_vec(v).map_err(|e| invalid(&child(path, kw), e.to_string()))?;
-                alts.push(self.lit(&text));
+                texts.push((text, None));
             }
-            if alts.is_empty() {
+            if texts.is_empty() {
                 return Err(invalid(
                     &child(path, kw),
                     "no value is allowed (empty, or none of the values has the schema's type)",
                 ));
             }
-            let node = self.add(Node::Alt(alts));
+            let node = self.lit_trie(texts);
             return Ok(self.nullable(m, node));
         }
         let types = if types.is_empty() {

@@ -197,6 +197,22 @@ fn arrays_enums_unions_refs() {
 }
 
 #[test]
+fn large_enums_keep_every_value() {
+    let values: Vec<Value> = (0..500)
+        .map(|i| Value::String(format!("v{}", i * 7)))
+        .chain([json!(1), json!(12), json!(123), json!("")])
+        .collect();
+    let g = Grammar::json_schema(&json!({"enum": values})).unwrap();
+    for v in &values {
+        assert!(g.matches(v.to_string().as_bytes()), "{v}");
+    }
+    for bad in ["\"v1\"", "\"v\"", "2", "1234", "\"v3494\""] {
+        assert!(!g.matches(bad.as_bytes()), "{bad}");
+    }
+    assert_eq!(g.min_len_bytes(), 1);
+}
+
+#[test]
 fn unsupported_and_invalid_schemas_are_refused_with_their_path() {
     let unsupported = |schema: Value, keyword: &str, path: &str| {
         assert_eq!(
@@ -309,7 +325,8 @@ fn tool_calls() {
     ];
     let g = Grammar::tool_calls(&tools, 1, 2).unwrap();
     let one = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
-    let two = format!("{one}\n<tool_call>\n{{\"name\":\"noop\",\"arguments\":{{}}}}\n</tool_call>");
+    let two =
+        format!("{one}\n<tool_call>\n{{\"name\": \"noop\", \"arguments\": {{}}}}\n</tool_call>");
     assert!(g.matches(one.as_bytes()));
     assert!(g.matches(two.as_bytes()));
     assert!(!g.matches(format!("{two}\n{one}").as_bytes()));
@@ -317,7 +334,30 @@ fn tool_calls() {
     assert!(!g.matches(
         b"<tool_call>\n{\"name\": \"noop\", \"arguments\": {\"city\": \"x\"}}\n</tool_call>"
     ));
+    // The call's own text is exactly the Hermes form.
+    assert!(!g.matches(b"<tool_call>\n{\"name\":\"noop\",\"arguments\":{}}\n</tool_call>"));
     assert!(Grammar::tool_calls(&tools, 2, 1).is_err());
+    // Many tools, names prefixing one another: every one can be called.
+    let many: Vec<(String, Value)> = (0..150)
+        .map(|i| {
+            (
+                format!("t{i}"),
+                json!({"type": "object", "properties": {"v": {"const": i}}, "required": ["v"]}),
+            )
+        })
+        .collect();
+    let g = Grammar::tool_calls(&many, 1, 1).unwrap();
+    for i in [0, 1, 14, 149] {
+        let call = format!(
+            "<tool_call>\n{{\"name\": \"t{i}\", \"arguments\": {{\"v\":{i}}}}}\n</tool_call>"
+        );
+        assert!(g.matches(call.as_bytes()), "{call}");
+        let wrong = format!(
+            "<tool_call>\n{{\"name\": \"t{i}\", \"arguments\": {{\"v\":{}}}}}\n</tool_call>",
+            i + 1
+        );
+        assert!(!g.matches(wrong.as_bytes()), "{wrong}");
+    }
     assert!(Grammar::tool_calls(&[], 1, 1).is_err());
 }
 
@@ -595,6 +635,37 @@ proptest! {
         let v: Value = serde_json::from_slice(&out).map_err(|e| TestCaseError::fail(format!("{e}: {:?} for {schema}", String::from_utf8_lossy(&out))))?;
         prop_assert!(valid(&schema, &v, &schema), "{v} does not validate against {schema}");
         prop_assert!(g.matches(&out));
+    }
+
+    /// Random tool parameters × random walks, eager and lazy: every call is well formed, names
+    /// a tool and carries arguments that validate against that tool's parameters.
+    #[test]
+    fn random_walks_make_valid_tool_calls(a in schema_strategy(), b in schema_strategy(), seed in any::<u64>(), slack in 0usize..60, lazy in any::<bool>(), max in 1usize..3) {
+        let wrap = |s: Value| with_defs(json!({"type": "object", "properties": {"p": s}, "required": ["p"]}));
+        let tools = vec![("alpha".to_string(), wrap(a)), ("alp".to_string(), wrap(b))];
+        let g = Arc::new(Grammar::tool_calls(&tools, 1, max).unwrap());
+        let (vocab, eog) = synthetic_vocab();
+        let mut m = if lazy {
+            Matcher::lazy(g.clone(), vocab.clone(), "<tool_call>")
+        } else {
+            Matcher::new(g.clone(), vocab.clone())
+        };
+        let (out, complete) = walk(&mut m, &vocab, eog, g.min_len_bytes() + slack, seed);
+        prop_assert!(complete, "incomplete: {:?}", String::from_utf8_lossy(&out));
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let body = text.trim_start();
+        if lazy && !body.starts_with("<tool_call>") {
+            return Ok(());
+        }
+        prop_assert!(g.matches(body.as_bytes()), "{body:?}");
+        let calls: Vec<&str> = body.split("<tool_call>\n").skip(1).collect();
+        prop_assert!(!calls.is_empty() && calls.len() <= max);
+        for call in calls {
+            let json = call.trim_end_matches('\n').strip_suffix("\n</tool_call>").unwrap_or(call);
+            let v: Value = serde_json::from_str(json).map_err(|e| TestCaseError::fail(format!("{e}: {json:?}")))?;
+            let (_, schema) = tools.iter().find(|(n, _)| v["name"] == n.as_str()).ok_or_else(|| TestCaseError::fail(format!("unknown tool in {v}")))?;
+            prop_assert!(valid(schema, &v["arguments"], schema), "{v} against {schema}");
+        }
     }
 
     /// Any JSON object, with a small budget too.
