@@ -373,6 +373,9 @@ fn mask_time_and_decode_speed() {
         "You answer in JSON.",
         "Describe three famous painters with their birth years and best-known works.",
     );
+    let t = Instant::now();
+    let built = Vocab::from_tokenizer(s.engine.tokenizer());
+    let build_ms = t.elapsed().as_secs_f64() * 1000.0;
     let n = 128;
     let speed = |o: &Outcome| {
         let f = o.result.as_ref().unwrap();
@@ -385,7 +388,10 @@ fn mask_time_and_decode_speed() {
         n,
         None,
     ));
-    let mut report = vec![format!("unconstrained: {:.1} tok/s", speed(&free))];
+    let mut report = vec![
+        format!("vocab of {} tokens built in {build_ms:.1} ms", built.len()),
+        format!("unconstrained: {:.1} tok/s", speed(&free)),
+    ];
     let schema = person_schema();
     for (name, g) in [
         ("json_object", Grammar::json_object()),
