@@ -723,3 +723,12 @@ fn lazy_matcher_leaves_free_text_alone_and_constrains_tool_calls() {
         assert!(v["arguments"]["n"].is_i64(), "{v}");
     }
 }
+
+#[test]
+fn grammars_and_vocabularies_are_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn sent<T: Send>() {}
+    shared::<Grammar>();
+    shared::<Vocab>();
+    sent::<Matcher>();
+}
