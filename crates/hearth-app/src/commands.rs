@@ -468,7 +468,7 @@ impl Backend {
                                 let _ = write!(out, "{t}");
                                 let _ = out.flush();
                             }
-                            StreamEvent::Logprobs(_) => {}
+                            StreamEvent::Logprobs(_) | StreamEvent::ToolCalls(_) => {}
                             StreamEvent::Done(_) => break,
                             StreamEvent::Error(e) => return Err(AppError::from(e)),
                         }
@@ -520,7 +520,7 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
         } else {
             prompt
         };
-        let msgs = [Message::text("user".into(), prompt)];
+        let msgs = [Message::text("user", prompt)];
         backend.chat(&model, &msgs, &options)?;
         return Ok(());
     }
@@ -552,9 +552,9 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
             }
             _ => {}
         }
-        history.push(Message::text("user".into(), line.to_owned()));
+        history.push(Message::text("user", line.to_owned()));
         let answer = backend.chat(&model, &history, &options)?;
-        history.push(Message::text("assistant".into(), answer));
+        history.push(Message::text("assistant", answer));
     }
     Ok(())
 }

@@ -91,6 +91,19 @@ pub struct GenerationOptions {
     /// Report each generated token's log-probability with this many most likely alternatives
     /// (`0..=20`; more are cut to 20) as [`StreamEvent::Logprobs`]. `None`: no log-probabilities.
     pub top_logprobs: Option<u32>,
+    /// The output must be JSON of this form (OpenAI `response_format`, Ollama `format`);
+    /// `None`: any text.
+    pub format: Option<OutputFormat>,
+}
+
+/// A required output format: generation is constrained so the text always parses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    /// Any JSON object (OpenAI `json_object`, Ollama `"json"`).
+    JsonObject,
+    /// An instance of this JSON schema (OpenAI `json_schema`, Ollama `format: {schema}`).
+    /// Unsupported keywords are refused with [`LlmError::BadRequest`].
+    JsonSchema(serde_json::Value),
 }
 
 /// A chat request: the model renders `messages` through its chat template.

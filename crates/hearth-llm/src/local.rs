@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use hearth_catalog::{Catalog, CatalogError, ModelEntry, ModelFormat};
@@ -16,16 +16,17 @@ use hearth_engine::{
     TokenLogprobs,
 };
 use hearth_gguf::{Gguf, GgufFile, Value};
+use hearth_grammar::{Grammar, Matcher, Vocab};
 use hearth_models::{Bert, ThreadPool};
 use hearth_template::ChatTemplate;
 use hearth_tokenizer::{Tokenizer, WordPiece};
 use tokio::sync::{OnceCell, mpsc};
 
-use crate::tools::{Outcome, ToolOutput};
+use crate::tools::{Mode, Outcome, ToolOutput};
 use crate::{
     BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest,
     Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, ModelDetails,
-    ModelInfo, ModelService, RunningModel, StreamEvent, TokenLogprob,
+    ModelInfo, ModelService, OutputFormat, RunningModel, StreamEvent, TokenLogprob,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -64,6 +65,9 @@ enum Kind {
     Chat {
         handle: EngineHandle,
         template: Box<ChatTemplate>,
+        /// The vocabulary as bytes for constrained output, built on the first request that
+        /// needs it.
+        vocab: OnceLock<Arc<Vocab>>,
     },
     /// A sentence-embedding model folder.
     Embed(Arc<Embedder>),
@@ -81,9 +85,66 @@ struct Embedder {
 }
 
 impl Loaded {
+    /// The constraint for a required output format or tool calls (`None`: free text).
+    fn constraint(
+        &self,
+        format: Option<&OutputFormat>,
+        tools: Option<&ToolCalls>,
+        max_tokens: Option<u32>,
+    ) -> Result<Option<Box<Matcher>>, LlmError> {
+        let bad = |e: hearth_grammar::GrammarError| LlmError::BadRequest(e.to_string());
+        let (grammar, lazy) = match (tools, format) {
+            (None, None) => return Ok(None),
+            (Some(t), _) if t.mode == Mode::Required => (
+                Grammar::tool_calls(&t.callable, 1, t.max_calls).map_err(bad)?,
+                false,
+            ),
+            (Some(_), Some(_)) => {
+                return Err(LlmError::BadRequest(
+                    "a response format cannot be combined with tools the model may or may not call; \
+                     set tool_choice to `required` or a function, or leave the format out"
+                        .to_owned(),
+                ));
+            }
+            (Some(t), None) => (
+                Grammar::tool_calls(&t.callable, 1, t.max_calls).map_err(bad)?,
+                true,
+            ),
+            (None, Some(OutputFormat::JsonObject)) => (Grammar::json_object(), false),
+            (None, Some(OutputFormat::JsonSchema(schema))) => {
+                (Grammar::json_schema(schema).map_err(bad)?, false)
+            }
+        };
+        let Kind::Chat { handle, vocab, .. } = &self.kind else {
+            return Err(not_chat(&self.details.info.name));
+        };
+        let vocab = vocab.get_or_init(|| Arc::new(Vocab::from_tokenizer(handle.tokenizer())));
+        if lazy {
+            return Ok(Some(Box::new(Matcher::lazy(
+                Arc::new(grammar),
+                vocab.clone(),
+                crate::tools::OPEN,
+            ))));
+        }
+        let shortest = grammar.min_len_bytes();
+        if let Some(m) = max_tokens
+            && (m as usize) < shortest
+        {
+            return Err(LlmError::BadRequest(format!(
+                "max_tokens is {m}, but the shortest answer in the required format takes {shortest} tokens; raise max_tokens"
+            )));
+        }
+        Ok(Some(Box::new(Matcher::new(
+            Arc::new(grammar),
+            vocab.clone(),
+        ))))
+    }
+
     fn chat(&self) -> Result<(&EngineHandle, &ChatTemplate), LlmError> {
         match &self.kind {
-            Kind::Chat { handle, template } => Ok((handle, &**template)),
+            Kind::Chat {
+                handle, template, ..
+            } => Ok((handle, &**template)),
             Kind::Embed(_) => Err(not_chat(&self.details.info.name)),
         }
     }
@@ -403,6 +464,7 @@ impl LocalModels {
                     kind: Kind::Chat {
                         handle,
                         template: Box::new(template),
+                        vocab: OnceLock::new(),
                     },
                 }))
             })
@@ -520,9 +582,17 @@ impl LocalModels {
         first_use: bool,
         tools: Option<ToolCalls>,
     ) -> Result<GenerationStream, LlmError> {
+        let o = options;
+        let constraint = loaded.constraint(o.format.as_ref(), tools.as_ref(), o.max_tokens)?;
+        // A stop string would cut a constrained answer short of being valid.
+        let stop =
+            if constraint.is_some() && tools.as_ref().is_none_or(|t| t.mode == Mode::Required) {
+                Vec::new()
+            } else {
+                o.stop.clone()
+            };
         let (tx, rx) = mpsc::unbounded_channel();
         let defaults = SamplingParams::default();
-        let o = options;
         let sampling = SamplingParams {
             temperature: o.temperature.unwrap_or(defaults.temperature),
             top_k: o.top_k.map_or(defaults.top_k, |k| k as usize),
@@ -540,8 +610,9 @@ impl LocalModels {
             prompt,
             sampling,
             max_tokens: o.max_tokens.map(|m| m as usize),
-            stop: o.stop.clone(),
+            stop,
             top_logprobs: o.top_logprobs.map(|k| k as usize),
+            constraint: constraint.map(|c| c as Box<dyn hearth_engine::TokenConstraint>),
             user: user.to_owned(),
             deadline: self
                 .config
@@ -828,14 +899,19 @@ fn render(loaded: &Loaded, req: &ChatRequest) -> Result<(String, Option<ToolCall
         .render(&plan.messages, true, plan.template_tools.as_ref())
         .map_err(|e| LlmError::BadRequest(format!("chat template: {e}")))?;
     let calls = plan.mode.map(|mode| ToolCalls {
+        mode,
         output: ToolOutput::new(mode),
         callable: plan.callable,
+        max_calls: plan.max_calls,
     });
     Ok((text, calls))
 }
 
 /// How a request's answer turns into tool calls.
 struct ToolCalls {
+    mode: Mode,
+    /// Most calls in one answer.
+    max_calls: usize,
     output: ToolOutput,
     /// `(name, parameters schema)` of the tools the answer may call.
     callable: Vec<(String, serde_json::Value)>,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_api_types::ollama as wire_ol;
 use hearth_llm::{
     ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
-    ModelDetails, ModelInfo, TokenLogprob, Tool, ToolCall,
+    ModelDetails, ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall,
 };
 
 use crate::AppState;
@@ -24,7 +24,11 @@ fn clamp_u32(n: i64) -> u32 {
 /// Ollama's options as the model service takes them: a negative `num_predict` means no limit, a
 /// negative `seed` a random one, a negative `repeat_last_n` the whole context (`u32::MAX`), a
 /// negative `top_k` is 0.
-fn options(o: Option<wire_ol::Options>, top_logprobs: Option<u32>) -> GenerationOptions {
+fn options(
+    o: Option<wire_ol::Options>,
+    top_logprobs: Option<u32>,
+    format: Option<OutputFormat>,
+) -> GenerationOptions {
     let o = o.unwrap_or_default();
     GenerationOptions {
         max_tokens: o.num_predict.filter(|n| *n >= 0).map(clamp_u32),
@@ -41,6 +45,7 @@ fn options(o: Option<wire_ol::Options>, top_logprobs: Option<u32>) -> Generation
         seed: o.seed.filter(|s| *s >= 0).map(i64::cast_unsigned),
         stop: o.stop.unwrap_or_default(),
         top_logprobs,
+        format,
     }
 }
 
@@ -82,13 +87,16 @@ fn wire_logprobs(entries: &[TokenLogprob]) -> Vec<wire_ol::Logprob> {
 }
 
 /// Structured output (`format`) is refused rather than silently ignored.
-fn check_format(format: Option<&serde_json::Value>) -> Result<(), ApiError> {
+/// Ollama's `format`: `"json"` for any JSON object, a JSON schema, or nothing.
+fn output_format(format: Option<serde_json::Value>) -> Result<Option<OutputFormat>, ApiError> {
     match format {
-        None | Some(serde_json::Value::Null) => Ok(()),
-        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::invalid(
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) if s == "json" => Ok(Some(OutputFormat::JsonObject)),
+        Some(schema @ serde_json::Value::Object(_)) => Ok(Some(OutputFormat::JsonSchema(schema))),
+        Some(other) => Err(ApiError::invalid(
             "format",
-            "format: structured output is not supported yet; leave `format` out",
+            format!("format: must be \"json\" or a JSON schema object (got {other})"),
         )),
     }
 }
@@ -289,7 +297,7 @@ pub async fn chat(
     OllamaJson(req): OllamaJson<wire_ol::ChatRequest>,
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
-    check_format(req.format.as_ref())?;
+    let format = output_format(req.format)?;
     let top_logprobs = logprobs_option(req.logprobs, req.top_logprobs)?;
     if req.messages.is_empty() {
         load_only(&state, &req.model, keep).await?;
@@ -309,7 +317,7 @@ pub async fn chat(
     let request = ChatRequest {
         model: req.model,
         messages: messages_in(req.messages),
-        options: options(req.options, top_logprobs),
+        options: options(req.options, top_logprobs, format),
         keep_alive: keep.map(KeepAliveSpec::duration),
         tools: tools_in(req.tools),
         ..ChatRequest::default()
@@ -390,7 +398,7 @@ pub async fn generate(
     OllamaJson(req): OllamaJson<wire_ol::GenerateRequest>,
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
-    check_format(req.format.as_ref())?;
+    let format = output_format(req.format)?;
     let top_logprobs = logprobs_option(req.logprobs, req.top_logprobs)?;
     let prompt = req.prompt.unwrap_or_default();
     let encoder = GenerateEncoder {
@@ -404,7 +412,7 @@ pub async fn generate(
         return Ok(axum::Json(body).into_response());
     }
     let stream = req.stream.unwrap_or(true);
-    let options = options(req.options, top_logprobs);
+    let options = options(req.options, top_logprobs, format);
     let keep_alive = keep.map(KeepAliveSpec::duration);
     let in_flight = state.metrics.generation_started();
     let rx = if req.raw.unwrap_or(false) {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_api_types::openai as wire_ai;
 use hearth_llm::{
     ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
-    ModelInfo, TokenLogprob, Tool, ToolCall, ToolChoice,
+    ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall, ToolChoice,
 };
 
 use crate::AppState;
@@ -152,6 +152,7 @@ fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
         presence_penalty: Some(s.presence_penalty.unwrap_or(0.0)),
         frequency_penalty: Some(s.frequency_penalty.unwrap_or(0.0)),
         top_logprobs: s.top_logprobs,
+        format: None,
     })
 }
 
@@ -182,18 +183,30 @@ fn message_text(
     }
 }
 
-fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiError> {
-    if let Some(f) = &req.response_format
-        && f.kind != "text"
-    {
-        return Err(ApiError::invalid(
+/// `response_format`: text, any JSON object, or an instance of a JSON schema.
+fn output_format(f: Option<wire_ai::ResponseFormat>) -> Result<Option<OutputFormat>, ApiError> {
+    let Some(f) = f else { return Ok(None) };
+    match f.kind.as_str() {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(OutputFormat::JsonObject)),
+        "json_schema" => match f.json_schema.and_then(|s| s.schema) {
+            Some(schema) => Ok(Some(OutputFormat::JsonSchema(schema))),
+            None => Err(ApiError::invalid(
+                "response_format",
+                "response_format: `json_schema` needs `json_schema.schema`",
+            )),
+        },
+        other => Err(ApiError::invalid(
             "response_format",
             format!(
-                "response_format: `{}` is not supported yet, only `text`; leave response_format out",
-                f.kind
+                "response_format: `{other}` is not one of `text`, `json_object`, `json_schema`"
             ),
-        ));
+        )),
     }
+}
+
+fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiError> {
+    let format = output_format(req.response_format)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",
@@ -242,6 +255,7 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
         n: req.n,
         top_logprobs,
     })?;
+    let options = GenerationOptions { format, ..options };
     Ok(ChatRequest {
         model: req.model,
         messages,

@@ -13,7 +13,7 @@ mod scripted;
 
 use std::time::Duration;
 
-use hearth_llm::{GenerationOptions, LlmError, Message};
+use hearth_llm::{GenerationOptions, LlmError, Message, OutputFormat};
 use serde_json::{Value, json};
 
 use crate::http::{LIMIT, Reply, open_stream, send, serve};
@@ -1261,54 +1261,83 @@ async fn unsupported_n_is_400_saying_so() {
 }
 
 #[tokio::test]
-async fn structured_output_is_refused_not_ignored() {
-    let body =
-        json!({"model": SMOL, "messages": user("hi"), "response_format": {"type": "json_object"}});
-    check(
-        post("/v1/chat/completions", body)
-            .status(400)
-            .json(openai_error(
-                "response_format: `json_object` is not supported yet*",
-                "invalid_request_error",
-                json!("response_format"),
-                Value::Null,
-            )),
-    )
+async fn response_formats_map_to_output_formats() {
+    let server = serve().await;
+    let send_ok = async |path: &'static str, body: Value| {
+        let reply = send(server.addr, "POST", path, Some(body.to_string().as_bytes())).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    let chat_format = || {
+        let got = server.models.last_chat.lock().unwrap().clone().unwrap();
+        got.options.format
+    };
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    for (format, want) in [
+        (json!({"type": "text"}), None),
+        (
+            json!({"type": "json_object"}),
+            Some(OutputFormat::JsonObject),
+        ),
+        (
+            json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": true}}),
+            Some(OutputFormat::JsonSchema(schema.clone())),
+        ),
+    ] {
+        let body = json!({"model": SMOL, "messages": user("hi"), "response_format": format});
+        send_ok("/v1/chat/completions", body).await;
+        assert_eq!(chat_format(), want);
+    }
+    for (format, want) in [
+        (json!(""), None),
+        (Value::Null, None),
+        (json!("json"), Some(OutputFormat::JsonObject)),
+        (
+            schema.clone(),
+            Some(OutputFormat::JsonSchema(schema.clone())),
+        ),
+    ] {
+        let body =
+            json!({"model": SMOL, "messages": user("hi"), "format": format, "stream": false});
+        send_ok("/api/chat", body).await;
+        assert_eq!(chat_format(), want);
+        let body = json!({"model": SMOL, "prompt": "hi", "format": format, "stream": false});
+        send_ok("/api/generate", body).await;
+        assert_eq!(chat_format(), want);
+    }
+}
+
+#[tokio::test]
+async fn bad_response_formats_are_400_naming_the_field() {
+    let openai = |format: Value, message: &str| {
+        post(
+            "/v1/chat/completions",
+            json!({"model": SMOL, "messages": user("hi"), "response_format": format}),
+        )
+        .status(400)
+        .json(openai_error(
+            message,
+            "invalid_request_error",
+            json!("response_format"),
+            Value::Null,
+        ))
+    };
+    check(openai(
+        json!({"type": "yaml"}),
+        "response_format: `yaml` is not one of*",
+    ))
     .await;
-    let text = json!({"model": SMOL, "messages": user("hi"), "response_format": {"type": "text"}});
-    check(post("/v1/chat/completions", text).status(200).json(json!({
-        "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello world"},
-                     "logprobs": null, "finish_reason": "stop"}],
-        "usage": usage()
-    })))
+    check(openai(
+        json!({"type": "json_schema", "json_schema": {"name": "x"}}),
+        "response_format: `json_schema` needs `json_schema.schema`",
+    ))
     .await;
-    let refused =
-        json!({"error": "format: structured output is not supported yet; leave `format` out"});
     check(
         post(
             "/api/chat",
-            json!({"model": SMOL, "messages": user("hi"), "format": "json"}),
+            json!({"model": SMOL, "messages": user("hi"), "format": "yaml"}),
         )
         .status(400)
-        .json(refused.clone()),
-    )
-    .await;
-    check(
-        post(
-            "/api/generate",
-            json!({"model": SMOL, "prompt": "hi", "format": {"type": "object"}}),
-        )
-        .status(400)
-        .json(refused),
-    )
-    .await;
-    check(
-        post(
-            "/api/generate",
-            json!({"model": SMOL, "prompt": "hi", "format": "", "stream": false}),
-        )
-        .json(gen_final("Hello world")),
+        .json(json!({"error": "format: must be \"json\" or a JSON schema object (got \"yaml\")"})),
     )
     .await;
 }
