@@ -4,11 +4,50 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: String,
+    /// The calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// On a `tool` message: the tool that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+}
+
+/// A function the model may call (the OpenAI shape).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Tool {
+    /// `function`
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub function: ToolFunction,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ToolFunction {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// A call the model made; Ollama's arguments are an object, not JSON text.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ToolCall {
+    pub function: ToolCallFunction,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ToolCallFunction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    pub name: String,
+    #[serde(default)]
+    pub arguments: serde_json::Value,
 }
 
 /// `keep_alive`: a Go duration string (`"5m"`, `"1h30m"`, `"-1"`), or a number of seconds.
@@ -76,6 +115,9 @@ pub struct ChatRequest {
     /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
     #[serde(default)]
     pub top_logprobs: Option<i64>,
+    /// Functions the model may call (it chooses whether to).
+    #[serde(default)]
+    pub tools: Option<Vec<Tool>>,
 }
 
 /// `POST /api/generate`

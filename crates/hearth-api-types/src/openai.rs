@@ -49,13 +49,116 @@ pub struct ChatMessage {
     /// `null` is allowed (assistant messages that only carried tool calls).
     #[serde(default)]
     pub content: Option<MessageContent>,
+    /// The calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// On a `tool` message: which call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
-/// `response_format`: `{"type":"text"}`, `{"type":"json_object"}`, `{"type":"json_schema",…}`.
+/// A function the model may call: `{"type":"function","function":{…}}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Tool {
+    /// `function`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments object; absent means no arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// Arguments always follow the schema here, strict or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice`: `"none"`, `"auto"`, `"required"`, or a named function.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    Mode(String),
+    Named(NamedToolChoice),
+}
+
+/// `{"type":"function","function":{"name":…}}`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct NamedToolChoice {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionName,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionName {
+    pub name: String,
+}
+
+/// A call the model made: `{"id","type":"function","function":{"name","arguments"}}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    /// `function`
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The arguments object as JSON text.
+    pub arguments: String,
+}
+
+/// A piece of a tool call in a streamed chunk: the first piece of each call has its `id`,
+/// `type` and name, later ones add to `arguments`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub function: FunctionCallDelta,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct FunctionCallDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+/// `response_format`: `{"type":"text"}`, `{"type":"json_object"}`, or
+/// `{"type":"json_schema","json_schema":{"name","schema","strict"}}`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct JsonSchemaFormat {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// Output always follows the schema here, strict or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// `POST /v1/chat/completions`
@@ -96,6 +199,13 @@ pub struct ChatCompletionRequest {
     /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
     #[serde(default)]
     pub top_logprobs: Option<i64>,
+    #[serde(default)]
+    pub tools: Option<Vec<Tool>>,
+    #[serde(default)]
+    pub tool_choice: Option<ToolChoice>,
+    /// `false`: at most one tool call per answer (default `true`).
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.
@@ -159,7 +269,10 @@ pub struct PromptTokensDetails {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssistantMessage {
     pub role: String,
-    pub content: String,
+    /// `null` when the answer is tool calls.
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// One of the most likely tokens at a position.
@@ -216,6 +329,8 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

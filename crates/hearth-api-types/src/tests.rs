@@ -23,6 +23,9 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
         messages: vec![openai::ChatMessage {
             role: "user".into(),
             content: Some(openai::MessageContent::Text("hi".into())),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }],
         max_tokens: None,
         max_completion_tokens: None,
@@ -39,9 +42,12 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
         user: None,
         logprobs: None,
         top_logprobs: None,
+        tools: None,
+        tool_choice: None,
+        parallel_tool_calls: None,
     };
     check_parse(
-        json!({"model":"m","messages":[{"role":"user","content":"hi","name":"x"}],"logit_bias":{}}),
+        json!({"model":"m","messages":[{"role":"user","content":"hi","audio":"x"}],"modalities":["text"]}),
         base.clone(),
     );
     check_parse(
@@ -87,6 +93,9 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
                     kind: "text".into(),
                     text: Some("hi".into()),
                 }])),
+                tool_calls: None,
+                tool_call_id: None,
+                name: None,
             }],
             ..base
         },
@@ -167,6 +176,7 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             messages: vec![ollama::Message {
                 role: "user".into(),
                 content: "hi".into(),
+                ..ollama::Message::default()
             }],
             stream: Some(false),
             keep_alive: Some(ollama::KeepAlive::Seconds(300.0)),
@@ -174,6 +184,7 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             format: None,
             logprobs: None,
             top_logprobs: None,
+            tools: None,
         },
     );
 }
@@ -188,6 +199,7 @@ fn ollama_final_chat_object_matches_the_docs_shape() {
             message: ollama::Message {
                 role: "assistant".into(),
                 content: String::new(),
+                ..ollama::Message::default()
             },
             done: true,
             done_reason: Some("stop".into()),

@@ -458,8 +458,7 @@ impl Backend {
                         model: model.to_owned(),
                         messages: messages.to_vec(),
                         options: options.clone(),
-                        keep_alive: None,
-                        user: String::new(),
+                        ..ChatRequest::default()
                     };
                     let mut stream = models.chat(req).await?;
                     while let Some(ev) = stream.recv().await {
@@ -469,7 +468,7 @@ impl Backend {
                                 let _ = write!(out, "{t}");
                                 let _ = out.flush();
                             }
-                            StreamEvent::Logprobs(_) => {}
+                            StreamEvent::Logprobs(_) | StreamEvent::ToolCalls(_) => {}
                             StreamEvent::Done(_) => break,
                             StreamEvent::Error(e) => return Err(AppError::from(e)),
                         }
@@ -521,10 +520,7 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
         } else {
             prompt
         };
-        let msgs = [Message {
-            role: "user".into(),
-            content: prompt,
-        }];
+        let msgs = [Message::text("user", prompt)];
         backend.chat(&model, &msgs, &options)?;
         return Ok(());
     }
@@ -556,15 +552,9 @@ pub fn run(g: &Global, args: RunArgs) -> Result<(), AppError> {
             }
             _ => {}
         }
-        history.push(Message {
-            role: "user".into(),
-            content: line.to_owned(),
-        });
+        history.push(Message::text("user", line.to_owned()));
         let answer = backend.chat(&model, &history, &options)?;
-        history.push(Message {
-            role: "assistant".into(),
-            content: answer,
-        });
+        history.push(Message::text("assistant", answer));
     }
     Ok(())
 }

@@ -61,6 +61,9 @@ pub enum EngineError {
     TimedOut,
     #[error("{limit} requests are already waiting or running; try again shortly")]
     QueueFull { limit: usize },
+    /// The request's output constraint allows no token or refused the sampled one.
+    #[error("constrained generation failed: {0}")]
+    Constraint(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +109,21 @@ pub trait EventSink: Send {
     fn is_closed(&self) -> bool;
 }
 
+/// Restricts which tokens may come next (structured outputs, tool calls).
+pub trait TokenConstraint: Send {
+    /// Clear `allowed[id]` for every token that may not come next. `remaining` = how many more
+    /// tokens this sequence may generate (max_tokens / context left), so the constraint can steer
+    /// to a complete output in time. End-of-generation ids are ordinary entries: allowed only
+    /// where the output is complete.
+    fn restrict(&mut self, allowed: &mut [bool], remaining: usize);
+    /// The token that was sampled. Err → the engine ends the request with an error event.
+    fn accept(&mut self, token: u32) -> Result<(), String>;
+    /// The output is complete and nothing may follow: the engine finishes with
+    /// [`FinishReason::Stop`].
+    fn is_finished(&self) -> bool;
+}
+
 /// A generation request in tokens.
-#[derive(Debug, Clone)]
 pub struct GenerateRequest {
     pub prompt: Vec<u32>,
     pub sampling: SamplingParams,
@@ -123,6 +139,23 @@ pub struct GenerateRequest {
     /// temperature, penalties or truncation) with this many most likely alternatives
     /// (clamped to [`crate::MAX_TOP_LOGPROBS`]). `None`: no log-probabilities.
     pub top_logprobs: Option<usize>,
+    /// Restricts the output (a JSON schema, tool calls); `None`: any text.
+    pub constraint: Option<Box<dyn TokenConstraint>>,
+}
+
+impl std::fmt::Debug for GenerateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateRequest")
+            .field("prompt", &self.prompt)
+            .field("sampling", &self.sampling)
+            .field("max_tokens", &self.max_tokens)
+            .field("stop", &self.stop)
+            .field("user", &self.user)
+            .field("deadline", &self.deadline)
+            .field("top_logprobs", &self.top_logprobs)
+            .field("constraint", &self.constraint.is_some())
+            .finish()
+    }
 }
 
 /// Facts about the loaded model.
@@ -264,6 +297,8 @@ struct Sequence {
     decoder: StreamDecoder,
     stops: StopMatcher,
     next_logits: Option<Vec<f32>>,
+    /// The constraint's mask buffer (constrained sequences only).
+    allowed: Vec<bool>,
     started: Instant,
     prompt_eval: Duration,
     decode_started: Option<Instant>,
@@ -371,6 +406,7 @@ impl Worker {
             decoder: StreamDecoder::new(),
             stops,
             next_logits: None,
+            allowed: Vec::new(),
             started: Instant::now(),
             prompt_eval: Duration::ZERO,
             decode_started: None,
@@ -537,6 +573,16 @@ impl Worker {
         self.active.extend(planned.into_iter().map(|(s, _)| s));
     }
 
+    /// Tokens a decoding sequence may still generate (its `max_tokens`, the context left).
+    fn remaining(&self, seq: &Sequence) -> usize {
+        let by_context = self.context_length.saturating_sub(seq.cache.len());
+        let by_limit = seq
+            .req
+            .max_tokens
+            .map_or(usize::MAX, |m| m.saturating_sub(seq.generated.len()));
+        by_context.min(by_limit)
+    }
+
     /// Sample the next token of a sequence whose prompt is done, emit its text, and say whether
     /// it goes on (`Some(token)` to feed) or has finished (its events are sent).
     fn sample_next(&self, seq: &mut Sequence) -> Option<u32> {
@@ -545,12 +591,26 @@ impl Worker {
             return None;
         }
         let Some(mut logits) = seq.next_logits.take() else {
-            self.fail(seq, &EngineError::Stopped);
+            // The caller retires the sequence (and releases its queue place).
+            report_error(seq, &EngineError::Stopped);
             return None;
         };
         // Before the sampler transforms the logits in place: the raw distribution.
         let raw = seq.req.top_logprobs.map(|k| (k, logits.clone()));
+        if seq.req.constraint.is_some() {
+            let remaining = self.remaining(seq);
+            if let Err(e) = mask_logits(seq, &mut logits, remaining) {
+                report_error(seq, &e);
+                return None;
+            }
+        }
         let token = seq.sampler.sample(&mut logits, &seq.history);
+        if let Some(c) = seq.req.constraint.as_mut()
+            && let Err(e) = c.accept(token)
+        {
+            report_error(seq, &EngineError::Constraint(e));
+            return None;
+        }
         let logprobs = raw.map(|(k, raw)| token_logprobs(&raw, token, k));
         if self.tokenizer.is_eog(token) {
             self.finish(seq, FinishReason::Stop);
@@ -570,7 +630,7 @@ impl Worker {
         }) {
             return None;
         }
-        if stopped {
+        if stopped || seq.req.constraint.as_ref().is_some_and(|c| c.is_finished()) {
             self.finish(seq, FinishReason::Stop);
             return None;
         }
@@ -581,6 +641,43 @@ impl Worker {
             return None;
         }
         Some(token)
+    }
+}
+
+/// Send a failed sequence's error event (the caller retires it).
+fn report_error(seq: &mut Sequence, e: &EngineError) {
+    tracing::warn!(error = %e, "generation failed");
+    seq.sink.send(Event::Error(e.to_string()));
+}
+
+/// Set every logit the sequence's constraint does not allow to -inf (its `allowed` buffer is
+/// kept between steps); an error when it allows none.
+fn mask_logits(
+    seq: &mut Sequence,
+    logits: &mut [f32],
+    remaining: usize,
+) -> Result<(), EngineError> {
+    let Some(c) = seq.req.constraint.as_mut() else {
+        return Ok(());
+    };
+    let allowed = &mut seq.allowed;
+    allowed.clear();
+    allowed.resize(logits.len(), true);
+    c.restrict(allowed, remaining);
+    let mut any = false;
+    for (l, &ok) in logits.iter_mut().zip(allowed.iter()) {
+        if ok {
+            any = true;
+        } else {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(EngineError::Constraint(
+            "the output constraint allows no next token".into(),
+        ))
     }
 }
 

@@ -15,7 +15,7 @@ pub mod stop;
 
 pub use engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, FinishReason, Finished,
-    GenerateRequest, ModelSummary,
+    GenerateRequest, ModelSummary, TokenConstraint,
 };
 pub use logprobs::{MAX_TOP_LOGPROBS, TokenLogprobs, token_logprobs};
 pub use sampling::SamplingParams;

@@ -194,7 +194,13 @@ impl Sampler {
             }
             r -= e.1;
         }
-        c.last().map_or(0, |e| e.0)
+        // Rounding left `r` past the end: the last candidate that has any weight (a token
+        // masked out by a constraint has none and must never be drawn).
+        c.iter()
+            .rev()
+            .find(|e| e.1 > 0.0)
+            .or(c.last())
+            .map_or(0, |e| e.0)
     }
 }
 

@@ -201,3 +201,30 @@ fn logprobs_skip_non_finite_logits_and_bad_ids() {
     assert!((got.top[0].1 - half).abs() < 1e-6 && (got.top[1].1 - half).abs() < 1e-6);
     assert!(super::token_logprobs(&[], 0, 5).top.is_empty());
 }
+
+/// Logits masked to -inf (a constraint's verdict) are never drawn, whatever the settings.
+#[test]
+fn masked_tokens_are_never_sampled() {
+    let mut logits = vec![f32::NEG_INFINITY; 1000];
+    logits[7] = -30.0;
+    logits[900] = -31.0;
+    for seed in 0..200 {
+        for (temperature, top_k, top_p, min_p) in
+            [(1.0, 0, 1.0, 0.0), (2.0, 40, 0.9, 0.05), (0.0, 0, 1.0, 0.0)]
+        {
+            let p = SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repeat_penalty: 1.3,
+                repeat_last_n: 64,
+                presence_penalty: 0.5,
+                frequency_penalty: 0.5,
+                seed: Some(seed),
+            };
+            let t = Sampler::new(p).sample(&mut logits.clone(), &[7, 7, 900]);
+            assert!(t == 7 || t == 900, "drew {t}");
+        }
+    }
+}

@@ -11,13 +11,64 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 mod local;
+mod tools;
 pub use local::{LocalConfig, LocalModels};
 
 /// One chat message as the chat template sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// Tools an assistant message called (its `content` may then be empty).
+    pub tool_calls: Vec<ToolCall>,
+    /// On a `tool` message: the id of the call this message answers.
+    pub tool_call_id: Option<String>,
+    /// On a `tool` message: the name of the tool that answered.
+    pub name: Option<String>,
+}
+
+impl Message {
+    /// A plain text message.
+    pub fn text(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            ..Message::default()
+        }
+    }
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments object (`{"type":"object"}` when the client gave none).
+    pub parameters: serde_json::Value,
+}
+
+/// Whether and how the model must call tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model answers in text or calls tools, as it likes.
+    #[default]
+    Auto,
+    /// The model answers in text; the tools are not shown to it.
+    None,
+    /// The model calls one or more tools.
+    Required,
+    /// The model calls this tool.
+    Function(String),
+}
+
+/// A call of a tool, as the model made it (or as a client replays it in the conversation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// `call_…`, unique within the conversation.
+    pub id: String,
+    pub name: String,
+    /// The arguments object, valid against the tool's `parameters` schema.
+    pub arguments: serde_json::Value,
 }
 
 /// Sampling and stopping options. `None` means "the model's default".
@@ -40,6 +91,19 @@ pub struct GenerationOptions {
     /// Report each generated token's log-probability with this many most likely alternatives
     /// (`0..=20`; more are cut to 20) as [`StreamEvent::Logprobs`]. `None`: no log-probabilities.
     pub top_logprobs: Option<u32>,
+    /// The output must be JSON of this form (OpenAI `response_format`, Ollama `format`);
+    /// `None`: any text.
+    pub format: Option<OutputFormat>,
+}
+
+/// A required output format: generation is constrained so the text always parses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    /// Any JSON object (OpenAI `json_object`, Ollama `"json"`).
+    JsonObject,
+    /// An instance of this JSON schema (OpenAI `json_schema`, Ollama `format: {schema}`).
+    /// Unsupported keywords are refused with [`LlmError::BadRequest`].
+    JsonSchema(serde_json::Value),
 }
 
 /// A chat request: the model renders `messages` through its chat template.
@@ -52,6 +116,11 @@ pub struct ChatRequest {
     pub keep_alive: Option<Duration>,
     /// Who asks; requests are scheduled fairly across users. Empty: anonymous.
     pub user: String,
+    /// Functions the model may call (see [`ToolChoice`]).
+    pub tools: Vec<Tool>,
+    pub tool_choice: ToolChoice,
+    /// At most one tool call per answer (OpenAI's `parallel_tool_calls: false`).
+    pub single_tool_call: bool,
 }
 
 /// A raw completion request: `prompt` is tokenized as is (special tokens parsed), with the
@@ -73,6 +142,8 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` reached or the context window is full.
     Length,
+    /// The answer is a set of tool calls ([`StreamEvent::ToolCalls`]).
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -80,6 +151,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -119,6 +191,9 @@ pub enum StreamEvent {
     Logprobs(Vec<TokenLogprob>),
     /// New text. Never splits a UTF-8 character; may be empty when a token completes no text.
     Delta(String),
+    /// The model called these tools; sent once, just before `Done` (whose finish reason is
+    /// then [`FinishReason::ToolCalls`]).
+    ToolCalls(Vec<ToolCall>),
     Done(Completion),
     Error(LlmError),
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use hearth_catalog::{Catalog, CatalogError, ModelEntry, ModelFormat};
@@ -16,15 +16,17 @@ use hearth_engine::{
     TokenLogprobs,
 };
 use hearth_gguf::{Gguf, GgufFile, Value};
+use hearth_grammar::{Grammar, Matcher, Vocab};
 use hearth_models::{Bert, ThreadPool};
 use hearth_template::ChatTemplate;
 use hearth_tokenizer::{Tokenizer, WordPiece};
 use tokio::sync::{OnceCell, mpsc};
 
+use crate::tools::{Mode, Outcome, ToolOutput};
 use crate::{
     BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest,
-    Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, Message, ModelDetails,
-    ModelInfo, ModelService, RunningModel, StreamEvent, TokenLogprob,
+    Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, ModelDetails,
+    ModelInfo, ModelService, OutputFormat, RunningModel, StreamEvent, TokenLogprob,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -63,6 +65,9 @@ enum Kind {
     Chat {
         handle: EngineHandle,
         template: Box<ChatTemplate>,
+        /// The vocabulary as bytes for constrained output, built on the first request that
+        /// needs it.
+        vocab: OnceLock<Arc<Vocab>>,
     },
     /// A sentence-embedding model folder.
     Embed(Arc<Embedder>),
@@ -80,9 +85,66 @@ struct Embedder {
 }
 
 impl Loaded {
+    /// The constraint for a required output format or tool calls (`None`: free text).
+    fn constraint(
+        &self,
+        format: Option<&OutputFormat>,
+        tools: Option<&ToolCalls>,
+        max_tokens: Option<u32>,
+    ) -> Result<Option<Box<Matcher>>, LlmError> {
+        let bad = |e: hearth_grammar::GrammarError| LlmError::BadRequest(e.to_string());
+        let (grammar, lazy) = match (tools, format) {
+            (None, None) => return Ok(None),
+            (Some(t), _) if t.mode == Mode::Required => (
+                Grammar::tool_calls(&t.callable, 1, t.max_calls).map_err(bad)?,
+                false,
+            ),
+            (Some(_), Some(_)) => {
+                return Err(LlmError::BadRequest(
+                    "a response format cannot be combined with tools the model may or may not call; \
+                     set tool_choice to `required` or a function, or leave the format out"
+                        .to_owned(),
+                ));
+            }
+            (Some(t), None) => (
+                Grammar::tool_calls(&t.callable, 1, t.max_calls).map_err(bad)?,
+                true,
+            ),
+            (None, Some(OutputFormat::JsonObject)) => (Grammar::json_object(), false),
+            (None, Some(OutputFormat::JsonSchema(schema))) => {
+                (Grammar::json_schema(schema).map_err(bad)?, false)
+            }
+        };
+        let Kind::Chat { handle, vocab, .. } = &self.kind else {
+            return Err(not_chat(&self.details.info.name));
+        };
+        let vocab = vocab.get_or_init(|| Arc::new(Vocab::from_tokenizer(handle.tokenizer())));
+        if lazy {
+            return Ok(Some(Box::new(Matcher::lazy(
+                Arc::new(grammar),
+                vocab.clone(),
+                crate::tools::OPEN,
+            ))));
+        }
+        let shortest = grammar.min_len_bytes();
+        if let Some(m) = max_tokens
+            && (m as usize) < shortest
+        {
+            return Err(LlmError::BadRequest(format!(
+                "max_tokens is {m}, but the shortest answer in the required format takes {shortest} tokens; raise max_tokens"
+            )));
+        }
+        Ok(Some(Box::new(Matcher::new(
+            Arc::new(grammar),
+            vocab.clone(),
+        ))))
+    }
+
     fn chat(&self) -> Result<(&EngineHandle, &ChatTemplate), LlmError> {
         match &self.kind {
-            Kind::Chat { handle, template } => Ok((handle, &**template)),
+            Kind::Chat {
+                handle, template, ..
+            } => Ok((handle, &**template)),
             Kind::Embed(_) => Err(not_chat(&self.details.info.name)),
         }
     }
@@ -402,6 +464,7 @@ impl LocalModels {
                     kind: Kind::Chat {
                         handle,
                         template: Box::new(template),
+                        vocab: OnceLock::new(),
                     },
                 }))
             })
@@ -517,10 +580,19 @@ impl LocalModels {
         options: &GenerationOptions,
         user: &str,
         first_use: bool,
+        tools: Option<ToolCalls>,
     ) -> Result<GenerationStream, LlmError> {
+        let o = options;
+        let constraint = loaded.constraint(o.format.as_ref(), tools.as_ref(), o.max_tokens)?;
+        // A stop string would cut a constrained answer short of being valid.
+        let stop =
+            if constraint.is_some() && tools.as_ref().is_none_or(|t| t.mode == Mode::Required) {
+                Vec::new()
+            } else {
+                o.stop.clone()
+            };
         let (tx, rx) = mpsc::unbounded_channel();
         let defaults = SamplingParams::default();
-        let o = options;
         let sampling = SamplingParams {
             temperature: o.temperature.unwrap_or(defaults.temperature),
             top_k: o.top_k.map_or(defaults.top_k, |k| k as usize),
@@ -538,8 +610,9 @@ impl LocalModels {
             prompt,
             sampling,
             max_tokens: o.max_tokens.map(|m| m as usize),
-            stop: o.stop.clone(),
+            stop,
             top_logprobs: o.top_logprobs.map(|k| k as usize),
+            constraint: constraint.map(|c| c as Box<dyn hearth_engine::TokenConstraint>),
             user: user.to_owned(),
             deadline: self
                 .config
@@ -554,6 +627,7 @@ impl LocalModels {
                 .then(|| loaded.chat().map(|c| c.0.tokenizer().clone()))
                 .transpose()?,
             pending: Vec::new(),
+            tools,
             started: Instant::now(),
             load_duration: if first_use {
                 loaded.load_duration
@@ -581,25 +655,21 @@ impl LocalModels {
         Ok(ids)
     }
 
-    /// Render `messages` with the model's chat template.
-    pub async fn render_chat(&self, model: &str, messages: &[Message]) -> Result<String, LlmError> {
-        let loaded = self.acquire(model, None, Want::Chat).await?;
-        render(&loaded, messages)
-    }
-
+    /// Loads `model`, makes the prompt (with how tool calls are read from the answer, if any)
+    /// and starts generating.
     async fn generate_text(
         &self,
         model: &str,
         keep_alive: Option<Duration>,
         options: &GenerationOptions,
         user: &str,
-        make_prompt: impl FnOnce(&Loaded) -> Result<String, LlmError>,
+        make_prompt: impl FnOnce(&Loaded) -> Result<(String, Option<ToolCalls>), LlmError>,
     ) -> Result<GenerationStream, LlmError> {
         let was_loaded = self.is_loaded(model);
         let loaded = self.acquire(model, keep_alive, Want::Chat).await?;
-        let text = make_prompt(&loaded)?;
+        let (text, tools) = make_prompt(&loaded)?;
         let prompt = Self::encode(&loaded, &text)?;
-        self.start(loaded, prompt, options, user, !was_loaded)
+        self.start(loaded, prompt, options, user, !was_loaded, tools)
     }
 
     fn is_loaded(&self, model: &str) -> bool {
@@ -820,16 +890,31 @@ pub(crate) fn shorten(v: &mut Vec<f32>, n: usize) {
     }
 }
 
-fn render(loaded: &Loaded, messages: &[Message]) -> Result<String, LlmError> {
-    let msgs: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
-        .collect();
-    loaded
-        .chat()?
-        .1
-        .render(&msgs, true, None)
-        .map_err(|e| LlmError::BadRequest(format!("chat template: {e}")))
+/// Renders a chat request's conversation (and tools) with the model's chat template; with
+/// tools in play, also says how to read calls from the answer.
+fn render(loaded: &Loaded, req: &ChatRequest) -> Result<(String, Option<ToolCalls>), LlmError> {
+    let template = loaded.chat()?.1;
+    let plan = crate::tools::plan(req, template.source().contains("tools"))?;
+    let text = template
+        .render(&plan.messages, true, plan.template_tools.as_ref())
+        .map_err(|e| LlmError::BadRequest(format!("chat template: {e}")))?;
+    let calls = plan.mode.map(|mode| ToolCalls {
+        mode,
+        output: ToolOutput::new(mode),
+        callable: plan.callable,
+        max_calls: plan.max_calls,
+    });
+    Ok((text, calls))
+}
+
+/// How a request's answer turns into tool calls.
+struct ToolCalls {
+    mode: Mode,
+    /// Most calls in one answer.
+    max_calls: usize,
+    output: ToolOutput,
+    /// `(name, parameters schema)` of the tools the answer may call.
+    callable: Vec<(String, serde_json::Value)>,
 }
 
 /// Forwards engine events into a request's stream.
@@ -839,6 +924,8 @@ struct Sink {
     logprobs: Option<Arc<Tokenizer>>,
     /// Log-probabilities of tokens whose text has not been sent yet.
     pending: Vec<TokenLogprob>,
+    /// Set when the answer may be tool calls: text is held back while it may be one.
+    tools: Option<ToolCalls>,
     started: Instant,
     load_duration: Duration,
 }
@@ -891,6 +978,10 @@ impl EventSink for Sink {
         }
         let ev = match event {
             Event::Token { text, .. } | Event::Text(text) => {
+                let text = match &mut self.tools {
+                    Some(t) => t.output.text(&text),
+                    None => text,
+                };
                 if text.is_empty() {
                     return !self.tx.is_closed();
                 }
@@ -900,14 +991,35 @@ impl EventSink for Sink {
                 StreamEvent::Delta(text)
             }
             Event::Done(f) => {
+                let mut finish_reason = match f.reason {
+                    hearth_engine::FinishReason::Stop => FinishReason::Stop,
+                    hearth_engine::FinishReason::Length => FinishReason::Length,
+                };
+                if let Some(t) = self.tools.take() {
+                    let ev = match t.output.finish(&t.callable) {
+                        Ok(Outcome::Text(rest)) if rest.is_empty() => None,
+                        Ok(Outcome::Text(rest)) => Some(StreamEvent::Delta(rest)),
+                        Ok(Outcome::Calls(calls)) => {
+                            finish_reason = FinishReason::ToolCalls;
+                            Some(StreamEvent::ToolCalls(calls))
+                        }
+                        Err(e) => {
+                            // The answer is over either way: the request ends with the error.
+                            let _ = self.tx.send(StreamEvent::Error(e));
+                            return false;
+                        }
+                    };
+                    if let Some(ev) = ev
+                        && !(self.flush() && self.tx.send(ev).is_ok())
+                    {
+                        return false;
+                    }
+                }
                 if !self.flush() {
                     return false;
                 }
                 StreamEvent::Done(Completion {
-                    finish_reason: match f.reason {
-                        hearth_engine::FinishReason::Stop => FinishReason::Stop,
-                        hearth_engine::FinishReason::Length => FinishReason::Length,
-                    },
+                    finish_reason,
                     prompt_tokens: f.prompt_tokens as u32,
                     cached_prompt_tokens: f.cached_tokens as u32,
                     completion_tokens: f.completion_tokens as u32,
@@ -931,7 +1043,7 @@ impl ModelService for LocalModels {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
             self.generate_text(&req.model, req.keep_alive, &req.options, &req.user, |l| {
-                render(l, &req.messages)
+                render(l, &req)
             })
             .await
         })
@@ -948,7 +1060,7 @@ impl ModelService for LocalModels {
                 req.keep_alive,
                 &req.options,
                 &req.user,
-                move |_| Ok(prompt),
+                move |_| Ok((prompt, None)),
             )
             .await
         })

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use hearth_llm::{Completion, GenerationStream, StreamEvent, TokenLogprob};
+use hearth_llm::{Completion, GenerationStream, StreamEvent, TokenLogprob, ToolCall};
 
 use crate::error::ApiError;
 use crate::metrics::{InFlight, Metrics};
@@ -56,21 +56,40 @@ impl Generation {
         Some(event)
     }
 
-    /// The whole text, the final counts, and the tokens' log-probabilities (empty unless the
-    /// request asked for them).
-    pub async fn collect(mut self) -> Result<(String, Completion, Vec<TokenLogprob>), ApiError> {
+    /// The whole answer.
+    pub async fn collect(mut self) -> Result<Collected, ApiError> {
         let mut text = String::new();
         let mut logprobs = Vec::new();
+        let mut tool_calls = Vec::new();
         loop {
             match self.next().await {
                 Some(StreamEvent::Logprobs(l)) => logprobs.extend(l),
                 Some(StreamEvent::Delta(d)) => text.push_str(&d),
-                Some(StreamEvent::Done(c)) => return Ok((text, c, logprobs)),
+                Some(StreamEvent::ToolCalls(c)) => tool_calls.extend(c),
+                Some(StreamEvent::Done(completion)) => {
+                    return Ok(Collected {
+                        text,
+                        completion,
+                        logprobs,
+                        tool_calls,
+                    });
+                }
                 Some(StreamEvent::Error(e)) => return Err(e.into()),
                 None => return Err(closed_early()),
             }
         }
     }
+}
+
+/// A whole generation's answer.
+#[derive(Debug)]
+pub struct Collected {
+    pub text: String,
+    pub completion: Completion,
+    /// The tokens' log-probabilities (empty unless the request asked for them).
+    pub logprobs: Vec<TokenLogprob>,
+    /// The tools the model called (empty unless the request offered tools).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 fn closed_early() -> ApiError {
@@ -84,6 +103,8 @@ pub trait Encoder: Send + 'static {
     /// New text, with the log-probabilities of the tokens it came from when the request asked
     /// for them (empty otherwise). Before `done`, tokens that produced no text come with `""`.
     fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String);
+    /// The tools the model called (once, just before `done`; only chat requests offer tools).
+    fn tool_calls(&mut self, _calls: &[ToolCall], _out: &mut String) {}
     /// The last bytes of a successful stream.
     fn done(&mut self, completion: &Completion, out: &mut String);
     /// The last bytes of a stream that failed after it started.
@@ -125,6 +146,7 @@ pub fn stream_body<E: Encoder>(generation: Generation, encoder: E) -> Body {
                         return Some((Ok::<_, Infallible>(Bytes::from(out)), Some(s)));
                     }
                 }
+                Some(StreamEvent::ToolCalls(calls)) => s.encoder.tool_calls(&calls, &mut out),
                 Some(StreamEvent::Done(c)) => {
                     if !s.logprobs.is_empty() {
                         s.encoder.delta("", &s.logprobs, &mut out);

@@ -7,14 +7,14 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use hearth_api_types::ollama as wire_ol;
 use hearth_llm::{
-    ChatRequest, Completion, CompletionRequest, GenerationOptions, Message, ModelDetails,
-    ModelInfo, TokenLogprob,
+    ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
+    ModelDetails, ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall,
 };
 
 use crate::AppState;
 use crate::body::OllamaJson;
 use crate::error::{ApiError, Family, OllamaError};
-use crate::generation::{Encoder, Generation, stream_body};
+use crate::generation::{Collected, Encoder, Generation, stream_body};
 use crate::wire::{KeepAliveSpec, keep_alive, nanos, rfc3339};
 
 fn clamp_u32(n: i64) -> u32 {
@@ -24,7 +24,11 @@ fn clamp_u32(n: i64) -> u32 {
 /// Ollama's options as the model service takes them: a negative `num_predict` means no limit, a
 /// negative `seed` a random one, a negative `repeat_last_n` the whole context (`u32::MAX`), a
 /// negative `top_k` is 0.
-fn options(o: Option<wire_ol::Options>, top_logprobs: Option<u32>) -> GenerationOptions {
+fn options(
+    o: Option<wire_ol::Options>,
+    top_logprobs: Option<u32>,
+    format: Option<OutputFormat>,
+) -> GenerationOptions {
     let o = o.unwrap_or_default();
     GenerationOptions {
         max_tokens: o.num_predict.filter(|n| *n >= 0).map(clamp_u32),
@@ -41,6 +45,7 @@ fn options(o: Option<wire_ol::Options>, top_logprobs: Option<u32>) -> Generation
         seed: o.seed.filter(|s| *s >= 0).map(i64::cast_unsigned),
         stop: o.stop.unwrap_or_default(),
         top_logprobs,
+        format,
     }
 }
 
@@ -82,13 +87,16 @@ fn wire_logprobs(entries: &[TokenLogprob]) -> Vec<wire_ol::Logprob> {
 }
 
 /// Structured output (`format`) is refused rather than silently ignored.
-fn check_format(format: Option<&serde_json::Value>) -> Result<(), ApiError> {
+/// Ollama's `format`: `"json"` for any JSON object, a JSON schema, or nothing.
+fn output_format(format: Option<serde_json::Value>) -> Result<Option<OutputFormat>, ApiError> {
     match format {
-        None | Some(serde_json::Value::Null) => Ok(()),
-        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::invalid(
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) if s == "json" => Ok(Some(OutputFormat::JsonObject)),
+        Some(schema @ serde_json::Value::Object(_)) => Ok(Some(OutputFormat::JsonSchema(schema))),
+        Some(other) => Err(ApiError::invalid(
             "format",
-            "format: structured output is not supported yet; leave `format` out",
+            format!("format: must be \"json\" or a JSON schema object (got {other})"),
         )),
     }
 }
@@ -135,7 +143,76 @@ fn assistant(content: String) -> wire_ol::Message {
     wire_ol::Message {
         role: "assistant".to_owned(),
         content,
+        ..wire_ol::Message::default()
     }
+}
+
+/// Ollama's `done_reason`: tool calls end a turn like a stop does.
+fn done_reason(r: FinishReason) -> String {
+    match r {
+        FinishReason::ToolCalls => "stop".to_owned(),
+        r => r.as_str().to_owned(),
+    }
+}
+
+/// Calls as Ollama writes them: arguments as an object.
+fn tool_calls_out(calls: &[ToolCall]) -> Option<Vec<wire_ol::ToolCall>> {
+    (!calls.is_empty()).then(|| {
+        (0u32..)
+            .zip(calls)
+            .map(|(index, c)| wire_ol::ToolCall {
+                function: wire_ol::ToolCallFunction {
+                    index: Some(index),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                },
+            })
+            .collect()
+    })
+}
+
+/// The conversation of an `/api/chat` request. Ollama gives calls no ids; results name the
+/// tool instead, so replayed calls get ids here and each result is matched to the call of
+/// its tool.
+fn messages_in(messages: Vec<wire_ol::Message>) -> Vec<Message> {
+    let mut out = Vec::with_capacity(messages.len());
+    let mut n = 0;
+    for m in messages {
+        let tool_calls = m
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| {
+                n += 1;
+                ToolCall {
+                    id: format!("call_{n}"),
+                    name: c.function.name,
+                    arguments: c.function.arguments,
+                }
+            })
+            .collect();
+        out.push(Message {
+            tool_calls,
+            name: m.tool_name,
+            ..Message::text(m.role, m.content)
+        });
+    }
+    out
+}
+
+fn tools_in(tools: Option<Vec<wire_ol::Tool>>) -> Vec<Tool> {
+    tools
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| Tool {
+            name: t.function.name,
+            description: t.function.description,
+            parameters: t
+                .function
+                .parameters
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+        })
+        .collect()
 }
 
 async fn start(
@@ -180,13 +257,29 @@ impl Encoder for ChatEncoder {
         ndjson_line(&line, out);
     }
 
+    fn tool_calls(&mut self, calls: &[ToolCall], out: &mut String) {
+        let line = wire_ol::ChatResponse {
+            model: self.model.clone(),
+            created_at: now(),
+            message: wire_ol::Message {
+                tool_calls: tool_calls_out(calls),
+                ..assistant(String::new())
+            },
+            done: false,
+            done_reason: None,
+            logprobs: Vec::new(),
+            metrics: wire_ol::Metrics::default(),
+        };
+        ndjson_line(&line, out);
+    }
+
     fn done(&mut self, c: &Completion, out: &mut String) {
         let line = wire_ol::ChatResponse {
             model: self.model.clone(),
             created_at: now(),
             message: assistant(String::new()),
             done: true,
-            done_reason: Some(c.finish_reason.as_str().to_owned()),
+            done_reason: Some(done_reason(c.finish_reason)),
             logprobs: Vec::new(),
             metrics: metrics(c),
         };
@@ -204,7 +297,7 @@ pub async fn chat(
     OllamaJson(req): OllamaJson<wire_ol::ChatRequest>,
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
-    check_format(req.format.as_ref())?;
+    let format = output_format(req.format)?;
     let top_logprobs = logprobs_option(req.logprobs, req.top_logprobs)?;
     if req.messages.is_empty() {
         load_only(&state, &req.model, keep).await?;
@@ -223,17 +316,11 @@ pub async fn chat(
     let model = req.model.clone();
     let request = ChatRequest {
         model: req.model,
-        messages: req
-            .messages
-            .into_iter()
-            .map(|m| Message {
-                role: m.role,
-                content: m.content,
-            })
-            .collect(),
-        options: options(req.options, top_logprobs),
+        messages: messages_in(req.messages),
+        options: options(req.options, top_logprobs, format),
         keep_alive: keep.map(KeepAliveSpec::duration),
-        user: String::new(),
+        tools: tools_in(req.tools),
+        ..ChatRequest::default()
     };
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.chat(request).await, in_flight).await?;
@@ -243,13 +330,21 @@ pub async fn chat(
             ChatEncoder { model },
         )));
     }
-    let (text, c, entries) = generation.collect().await?;
+    let Collected {
+        text,
+        completion: c,
+        logprobs: entries,
+        tool_calls,
+    } = generation.collect().await?;
     let body = wire_ol::ChatResponse {
         model,
         created_at: now(),
-        message: assistant(text),
+        message: wire_ol::Message {
+            tool_calls: tool_calls_out(&tool_calls),
+            ..assistant(text)
+        },
         done: true,
-        done_reason: Some(c.finish_reason.as_str().to_owned()),
+        done_reason: Some(done_reason(c.finish_reason)),
         logprobs: wire_logprobs(&entries),
         metrics: metrics(&c),
     };
@@ -303,7 +398,7 @@ pub async fn generate(
     OllamaJson(req): OllamaJson<wire_ol::GenerateRequest>,
 ) -> Result<Response, OllamaError> {
     let keep = parse_keep_alive(req.keep_alive.as_ref())?;
-    check_format(req.format.as_ref())?;
+    let format = output_format(req.format)?;
     let top_logprobs = logprobs_option(req.logprobs, req.top_logprobs)?;
     let prompt = req.prompt.unwrap_or_default();
     let encoder = GenerateEncoder {
@@ -317,7 +412,7 @@ pub async fn generate(
         return Ok(axum::Json(body).into_response());
     }
     let stream = req.stream.unwrap_or(true);
-    let options = options(req.options, top_logprobs);
+    let options = options(req.options, top_logprobs, format);
     let keep_alive = keep.map(KeepAliveSpec::duration);
     let in_flight = state.metrics.generation_started();
     let rx = if req.raw.unwrap_or(false) {
@@ -332,15 +427,9 @@ pub async fn generate(
     } else {
         let mut messages = Vec::with_capacity(2);
         if let Some(system) = req.system.filter(|s| !s.is_empty()) {
-            messages.push(Message {
-                role: "system".to_owned(),
-                content: system,
-            });
+            messages.push(Message::text("system".to_owned(), system));
         }
-        messages.push(Message {
-            role: "user".to_owned(),
-            content: prompt,
-        });
+        messages.push(Message::text("user".to_owned(), prompt));
         state
             .models
             .chat(ChatRequest {
@@ -348,7 +437,7 @@ pub async fn generate(
                 messages,
                 options,
                 keep_alive,
-                user: String::new(),
+                ..ChatRequest::default()
             })
             .await
     };
@@ -356,7 +445,12 @@ pub async fn generate(
     if stream {
         return Ok(ndjson_response(stream_body(generation, encoder)));
     }
-    let (text, c, entries) = generation.collect().await?;
+    let Collected {
+        text,
+        completion: c,
+        logprobs: entries,
+        ..
+    } = generation.collect().await?;
     Ok(axum::Json(encoder.line(text, &entries, Some(&c))).into_response())
 }
 

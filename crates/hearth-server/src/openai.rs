@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use hearth_api_types::openai as wire_ai;
 use hearth_llm::{
     ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
-    ModelInfo, TokenLogprob,
+    ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall, ToolChoice,
 };
 
 use crate::AppState;
 use crate::body::OpenAiJson;
 use crate::error::{ApiError, Family, OpenAiError};
-use crate::generation::{Encoder, Generation, stream_body};
+use crate::generation::{Collected, Encoder, Generation, stream_body};
 use crate::wire::{new_id, unix_seconds};
 
 /// The sampling fields both OpenAI generation requests share.
@@ -152,6 +152,7 @@ fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
         presence_penalty: Some(s.presence_penalty.unwrap_or(0.0)),
         frequency_penalty: Some(s.frequency_penalty.unwrap_or(0.0)),
         top_logprobs: s.top_logprobs,
+        format: None,
     })
 }
 
@@ -182,18 +183,30 @@ fn message_text(
     }
 }
 
-fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiError> {
-    if let Some(f) = &req.response_format
-        && f.kind != "text"
-    {
-        return Err(ApiError::invalid(
+/// `response_format`: text, any JSON object, or an instance of a JSON schema.
+fn output_format(f: Option<wire_ai::ResponseFormat>) -> Result<Option<OutputFormat>, ApiError> {
+    let Some(f) = f else { return Ok(None) };
+    match f.kind.as_str() {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(OutputFormat::JsonObject)),
+        "json_schema" => match f.json_schema.and_then(|s| s.schema) {
+            Some(schema) => Ok(Some(OutputFormat::JsonSchema(schema))),
+            None => Err(ApiError::invalid(
+                "response_format",
+                "response_format: `json_schema` needs `json_schema.schema`",
+            )),
+        },
+        other => Err(ApiError::invalid(
             "response_format",
             format!(
-                "response_format: `{}` is not supported yet, only `text`; leave response_format out",
-                f.kind
+                "response_format: `{other}` is not one of `text`, `json_object`, `json_schema`"
             ),
-        ));
+        )),
     }
+}
+
+fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiError> {
+    let format = output_format(req.response_format)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",
@@ -206,11 +219,30 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
         .enumerate()
         .map(|(i, m)| {
             Ok(Message {
-                role: m.role,
-                content: message_text(i, m.content)?,
+                tool_calls: m
+                    .tool_calls
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, c)| tool_call_in(i, j, c))
+                    .collect::<Result<_, _>>()?,
+                tool_call_id: m.tool_call_id,
+                name: m.name,
+                ..Message::text(m.role, message_text(i, m.content)?)
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    let tools = req
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| tool_in(i, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tool_choice = match req.tool_choice {
+        None => ToolChoice::Auto,
+        Some(c) => tool_choice_in(c)?,
+    };
     let top_logprobs = chat_logprobs(req.logprobs, req.top_logprobs)?;
     let options = options(Sampling {
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
@@ -223,13 +255,87 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
         n: req.n,
         top_logprobs,
     })?;
+    let options = GenerationOptions { format, ..options };
     Ok(ChatRequest {
         model: req.model,
         messages,
         options,
         keep_alive: None,
         user: req.user.unwrap_or_default(),
+        tools,
+        tool_choice,
+        single_tool_call: req.parallel_tool_calls == Some(false),
     })
+}
+
+/// A call replayed in the conversation; its arguments arrive as JSON text.
+fn tool_call_in(i: usize, j: usize, c: wire_ai::ToolCall) -> Result<ToolCall, ApiError> {
+    let arguments = serde_json::from_str(&c.function.arguments).map_err(|e| {
+        ApiError::invalid(
+            "messages",
+            format!("messages[{i}].tool_calls[{j}].function.arguments: not JSON ({e})"),
+        )
+    })?;
+    Ok(ToolCall {
+        id: c.id,
+        name: c.function.name,
+        arguments,
+    })
+}
+
+fn tool_in(i: usize, t: wire_ai::Tool) -> Result<Tool, ApiError> {
+    if t.kind != "function" {
+        return Err(ApiError::invalid(
+            "tools",
+            format!(
+                "tools[{i}].type: only `function` tools are supported (got `{}`)",
+                t.kind
+            ),
+        ));
+    }
+    Ok(Tool {
+        name: t.function.name,
+        description: t.function.description,
+        parameters: t
+            .function
+            .parameters
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+    })
+}
+
+fn tool_choice_in(c: wire_ai::ToolChoice) -> Result<ToolChoice, ApiError> {
+    match c {
+        wire_ai::ToolChoice::Mode(m) => match m.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(ApiError::invalid(
+                "tool_choice",
+                format!(
+                    "tool_choice: `{other}` is not one of `none`, `auto`, `required` or a named function"
+                ),
+            )),
+        },
+        wire_ai::ToolChoice::Named(n) if n.kind == "function" => {
+            Ok(ToolChoice::Function(n.function.name))
+        }
+        wire_ai::ToolChoice::Named(n) => Err(ApiError::invalid(
+            "tool_choice",
+            format!("tool_choice.type: must be `function` (got `{}`)", n.kind),
+        )),
+    }
+}
+
+/// A call as OpenAI writes it: arguments as JSON text.
+fn tool_call_out(c: &ToolCall) -> wire_ai::ToolCall {
+    wire_ai::ToolCall {
+        id: c.id.clone(),
+        kind: "function".to_owned(),
+        function: wire_ai::FunctionCall {
+            name: c.name.clone(),
+            arguments: c.arguments.to_string(),
+        },
+    }
 }
 
 fn completion_request(req: wire_ai::CompletionRequest) -> Result<CompletionRequest, ApiError> {
@@ -376,6 +482,7 @@ impl Encoder for ChatEncoder {
         let delta = wire_ai::Delta {
             role: Some("assistant".to_owned()),
             content: Some(String::new()),
+            tool_calls: None,
         };
         sse_event(&self.chunk(Self::choice(delta, None, None), None), out);
     }
@@ -384,9 +491,44 @@ impl Encoder for ChatEncoder {
         let delta = wire_ai::Delta {
             role: None,
             content: Some(text.to_owned()),
+            tool_calls: None,
         };
         let logprobs = self.logprobs.then(|| wire_logprobs(logprobs));
         sse_event(&self.chunk(Self::choice(delta, logprobs, None), None), out);
+    }
+
+    /// Each call as OpenAI streams it: a chunk that opens it (id, type, name, empty
+    /// arguments), then one with its arguments.
+    fn tool_calls(&mut self, calls: &[ToolCall], out: &mut String) {
+        for (index, c) in (0u32..).zip(calls) {
+            let pieces = [
+                wire_ai::ToolCallDelta {
+                    index,
+                    id: Some(c.id.clone()),
+                    kind: Some("function".to_owned()),
+                    function: wire_ai::FunctionCallDelta {
+                        name: Some(c.name.clone()),
+                        arguments: Some(String::new()),
+                    },
+                },
+                wire_ai::ToolCallDelta {
+                    index,
+                    id: None,
+                    kind: None,
+                    function: wire_ai::FunctionCallDelta {
+                        name: None,
+                        arguments: Some(c.arguments.to_string()),
+                    },
+                },
+            ];
+            for piece in pieces {
+                let delta = wire_ai::Delta {
+                    tool_calls: Some(vec![piece]),
+                    ..wire_ai::Delta::default()
+                };
+                sse_event(&self.chunk(Self::choice(delta, None, None), None), out);
+            }
+        }
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
@@ -434,7 +576,12 @@ pub async fn chat_completions(
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let (text, c, entries) = generation.collect().await?;
+    let Collected {
+        text,
+        completion: c,
+        logprobs: entries,
+        tool_calls,
+    } = generation.collect().await?;
     let body = wire_ai::ChatCompletion {
         id: header.id,
         object: "chat.completion".to_owned(),
@@ -445,7 +592,9 @@ pub async fn chat_completions(
             index: 0,
             message: wire_ai::AssistantMessage {
                 role: "assistant".to_owned(),
-                content: text,
+                content: (tool_calls.is_empty() || !text.is_empty()).then_some(text),
+                tool_calls: (!tool_calls.is_empty())
+                    .then(|| tool_calls.iter().map(tool_call_out).collect()),
             },
             logprobs: logprobs.then(|| wire_logprobs(&entries)),
             finish_reason: finish(c.finish_reason),
@@ -543,7 +692,12 @@ pub async fn completions(
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let (text, c, entries) = generation.collect().await?;
+    let Collected {
+        text,
+        completion: c,
+        logprobs: entries,
+        ..
+    } = generation.collect().await?;
     let logprobs = logprobs.then(|| completion_logprobs(&entries, &mut Vec::new()));
     let body = wire_ai::Completion {
         id: header.id,

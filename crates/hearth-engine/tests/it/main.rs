@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use hearth_engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, FinishReason, Finished,
-    GenerateRequest, SamplingParams, TokenLogprobs,
+    GenerateRequest, SamplingParams, TokenConstraint, TokenLogprobs,
 };
 use hearth_gguf::GgufFile;
 use hearth_testkit::{golden_rows, ids, test_model};
@@ -116,6 +116,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize) -> GenerateRequest {
         user: String::new(),
         deadline: None,
         top_logprobs: None,
+        constraint: None,
     }
 }
 
@@ -168,6 +169,7 @@ fn logprobs_match_the_reference() {
     for row in &rows {
         let req = GenerateRequest {
             top_logprobs: Some(5),
+            constraint: None,
             ..greedy(ids(&row["prompt_ids"]), 64)
         };
         let got = wait(&submit(&e, req, None));
@@ -237,6 +239,7 @@ fn seeds_reproduce_and_limits_hold() {
             user: String::new(),
             deadline: None,
             top_logprobs: None,
+            constraint: None,
         };
         wait(&submit(&e, req, None))
     };
@@ -257,8 +260,8 @@ fn seeds_reproduce_and_limits_hold() {
 fn stop_strings_end_generation_and_are_not_returned() {
     let Some(e) = engine(2) else { return };
     let p = prompt(&e, "What is the capital of France?");
+    let full = wait(&submit(&e, greedy(p.clone(), 32), None));
     let mut req = greedy(p.clone(), 32);
-    let full = wait(&submit(&e, req.clone(), None));
     assert!(
         full.text.starts_with("The capital of France is Paris"),
         "{}",
@@ -430,4 +433,111 @@ fn a_shared_prompt_prefix_is_computed_once() {
         .collect();
     let safe = (second["first_near_tie"].as_u64().unwrap() as usize).min(want.len());
     assert_eq!(&out.tokens[..safe], &want[..safe]);
+}
+
+/// Allows only the tokens of a fixed list, in order, then end of generation; counts its calls.
+struct Script {
+    tokens: Vec<u32>,
+    at: usize,
+    eog: u32,
+    /// Every `remaining` the engine passed.
+    seen: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl TokenConstraint for Script {
+    fn restrict(&mut self, allowed: &mut [bool], remaining: usize) {
+        self.seen.lock().unwrap().push(remaining);
+        let only = self.tokens.get(self.at).copied().unwrap_or(self.eog);
+        for (i, a) in allowed.iter_mut().enumerate() {
+            *a = *a && i as u32 == only;
+        }
+    }
+    fn accept(&mut self, token: u32) -> Result<(), String> {
+        if self.tokens.get(self.at) == Some(&token) {
+            self.at += 1;
+            Ok(())
+        } else if token == self.eog && self.at == self.tokens.len() {
+            Ok(())
+        } else {
+            Err(format!("unexpected token {token}"))
+        }
+    }
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
+/// Forbids every token.
+struct Nothing;
+
+impl TokenConstraint for Nothing {
+    fn restrict(&mut self, allowed: &mut [bool], _remaining: usize) {
+        allowed.fill(false);
+    }
+    fn accept(&mut self, _token: u32) -> Result<(), String> {
+        Err("nothing may be accepted".into())
+    }
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
+/// A constrained sequence batched with unconstrained ones gets exactly its allowed tokens (at
+/// temperature 1, where the model alone would wander), the others run to their limit untouched,
+/// `remaining` counts down from `max_tokens`, and a constraint
+/// that allows nothing ends its request with an error.
+#[test]
+fn constraints_hold_in_a_batch_with_unconstrained_sequences() {
+    let Some(e) = engine(2) else { return };
+    let p = prompt(&e, "Write a short poem about the sea.");
+    let script = e
+        .tokenizer()
+        .encode("Forty-two, said the sea.", false, false);
+    let eog = e.tokenizer().eos().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let free = submit(&e, greedy(p.clone(), 16), None);
+    let constrained = submit(
+        &e,
+        GenerateRequest {
+            sampling: SamplingParams {
+                temperature: 1.0,
+                seed: Some(3),
+                ..SamplingParams::default()
+            },
+            constraint: Some(Box::new(Script {
+                tokens: script.clone(),
+                at: 0,
+                eog,
+                seen: seen.clone(),
+            })),
+            ..greedy(p.clone(), 40)
+        },
+        None,
+    );
+    let failing = submit(
+        &e,
+        GenerateRequest {
+            constraint: Some(Box::new(Nothing)),
+            ..greedy(p.clone(), 16)
+        },
+        None,
+    );
+    let free = wait(&free);
+    let constrained = wait(&constrained);
+    let failing = wait(&failing);
+    assert_eq!(free.tokens.len(), 16);
+    assert!(!free.text.starts_with("Forty"), "{}", free.text);
+    assert_eq!(free.result.unwrap().reason, FinishReason::Length);
+    assert_eq!(constrained.tokens, script);
+    assert_eq!(constrained.result.unwrap().reason, FinishReason::Stop);
+    let want: Vec<usize> = (0..=script.len()).map(|i| 40 - i).collect();
+    assert_eq!(*seen.lock().unwrap(), want);
+    assert!(failing.tokens.is_empty());
+    assert!(
+        failing.result.unwrap_err().contains("allows no next token"),
+        "error event"
+    );
+    // The engine keeps serving after a failed constrained request.
+    let after = wait(&submit(&e, greedy(p, 16), None));
+    assert_eq!(after.result.unwrap().reason, FinishReason::Length);
 }

@@ -218,6 +218,7 @@ fn through_sink(
         tx,
         logprobs: tok,
         pending: Vec::new(),
+        tools: None,
         started: std::time::Instant::now(),
         load_duration: std::time::Duration::ZERO,
     };
@@ -252,6 +253,7 @@ fn through_sink(
                 label
             }
             crate::StreamEvent::Delta(d) => format!("D({d})"),
+            crate::StreamEvent::ToolCalls(c) => format!("T({})", c.len()),
             crate::StreamEvent::Done(_) => "Done".to_owned(),
             crate::StreamEvent::Error(e) => format!("E({e})"),
         });
@@ -314,4 +316,260 @@ fn a_character_split_across_tokens_has_lossy_text_and_exact_bytes() {
         entries.iter().all(|e| e.token.contains('\u{fffd}')),
         "{entries:?}"
     );
+}
+
+/// The local provider over a catalog holding the test chat model as `smol:test`.
+fn chat_models() -> Option<(super::LocalModels, tempfile::TempDir)> {
+    let path = hearth_testkit::test_model()?;
+    let home = tempfile::tempdir().expect("a temporary folder");
+    let catalog = hearth_catalog::Catalog::open(hearth_catalog::CatalogConfig::new(home.path()))
+        .expect("the catalog opens");
+    catalog
+        .import(&path, "smol:test", hearth_catalog::ImportMode::Adopt)
+        .expect("the test model imports");
+    let config = super::LocalConfig {
+        engine: hearth_engine::EngineConfig::default(),
+        keep_alive: None,
+        max_loaded: 1,
+        request_timeout: None,
+        memory_budget: None,
+    };
+    Some((super::LocalModels::new(catalog, config), home))
+}
+
+async fn chat_text(
+    models: &super::LocalModels,
+    options: crate::GenerationOptions,
+) -> Result<(String, crate::FinishReason), LlmError> {
+    use crate::ModelService;
+    let req = crate::ChatRequest {
+        model: "smol:test".into(),
+        messages: vec![crate::Message::text(
+            "user",
+            "Describe a cat called Tom, aged 3, who likes fish and naps, as JSON.",
+        )],
+        options,
+        ..crate::ChatRequest::default()
+    };
+    let mut rx = models.chat(req).await?;
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            crate::StreamEvent::Delta(t) => text.push_str(&t),
+            crate::StreamEvent::Done(c) => return Ok((text, c.finish_reason)),
+            crate::StreamEvent::Error(e) => return Err(e),
+            crate::StreamEvent::Logprobs(_) | crate::StreamEvent::ToolCalls(_) => {}
+        }
+    }
+    Err(LlmError::Internal("the stream ended without Done".into()))
+}
+
+/// What a chat with tools answered: its text, its calls and why it finished.
+async fn tool_answer(
+    models: &super::LocalModels,
+    choice: crate::ToolChoice,
+    single: bool,
+    seed: u64,
+    max_tokens: u32,
+) -> Result<(String, Vec<crate::ToolCall>, crate::FinishReason), LlmError> {
+    use crate::ModelService;
+    let req = crate::ChatRequest {
+        model: "smol:test".into(),
+        messages: vec![crate::Message::text(
+            "user",
+            "What is the weather in Oslo, and what time is it there?",
+        )],
+        options: crate::GenerationOptions {
+            temperature: Some(1.0),
+            seed: Some(seed),
+            max_tokens: Some(max_tokens),
+            ..crate::GenerationOptions::default()
+        },
+        tools: tools(),
+        tool_choice: choice,
+        single_tool_call: single,
+        ..crate::ChatRequest::default()
+    };
+    let mut rx = models.chat(req).await?;
+    let (mut text, mut calls) = (String::new(), Vec::new());
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            crate::StreamEvent::Delta(t) => text.push_str(&t),
+            crate::StreamEvent::ToolCalls(c) => calls.extend(c),
+            crate::StreamEvent::Done(c) => return Ok((text, calls, c.finish_reason)),
+            crate::StreamEvent::Error(e) => return Err(e),
+            crate::StreamEvent::Logprobs(_) => {}
+        }
+    }
+    Err(LlmError::Internal("the stream ended without Done".into()))
+}
+
+fn tools() -> Vec<crate::Tool> {
+    vec![
+        crate::Tool {
+            name: "get_weather".into(),
+            description: Some("Current weather in a city".into()),
+            parameters: serde_json::json!({"type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 30},
+                               "unit": {"enum": ["celsius", "fahrenheit"]}},
+                "required": ["city", "unit"]}),
+        },
+        crate::Tool {
+            name: "get_time".into(),
+            description: None,
+            parameters: serde_json::json!({"type": "object",
+                "properties": {"zone": {"type": "string", "maxLength": 30}}, "required": ["zone"]}),
+        },
+    ]
+}
+
+/// Checks calls against [`tools`] by hand (an independent reading of the two schemas).
+fn check_calls(calls: &[crate::ToolCall], only: Option<&str>, most: usize) {
+    assert!(!calls.is_empty() && calls.len() <= most, "{calls:?}");
+    for c in calls {
+        let args = c.arguments.as_object().expect("arguments are an object");
+        match c.name.as_str() {
+            "get_weather" => {
+                assert!(
+                    args["city"]
+                        .as_str()
+                        .is_some_and(|s| s.chars().count() <= 30)
+                );
+                assert!(["celsius", "fahrenheit"].contains(&args["unit"].as_str().unwrap_or("")));
+                assert_eq!(args.len(), 2, "{args:?}");
+            }
+            "get_time" => {
+                assert!(
+                    args["zone"]
+                        .as_str()
+                        .is_some_and(|s| s.chars().count() <= 30)
+                );
+                assert_eq!(args.len(), 1, "{args:?}");
+            }
+            other => panic!("called {other}"),
+        }
+        if let Some(name) = only {
+            assert_eq!(c.name, name);
+        }
+        assert!(c.id.starts_with("call_"));
+    }
+}
+
+/// Tool choices through the real model: `required` and a named function always end in valid
+/// calls (also sampled), `none` in text, `auto` in either — never in a half-written call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_choices_give_valid_calls_or_text() {
+    use crate::{FinishReason, ToolChoice};
+    let Some((models, _home)) = chat_models() else {
+        return;
+    };
+    for seed in [1, 2] {
+        let (text, calls, finish) = tool_answer(&models, ToolChoice::Required, false, seed, 160)
+            .await
+            .expect("generation runs");
+        assert_eq!((text.as_str(), finish), ("", FinishReason::ToolCalls));
+        check_calls(&calls, None, super::super::tools::MAX_CALLS);
+    }
+    let (_, calls, _) = tool_answer(&models, ToolChoice::Required, true, 3, 160)
+        .await
+        .expect("generation runs");
+    check_calls(&calls, None, 1);
+    let (_, calls, finish) = tool_answer(
+        &models,
+        ToolChoice::Function("get_time".into()),
+        false,
+        4,
+        100,
+    )
+    .await
+    .expect("generation runs");
+    assert_eq!(finish, FinishReason::ToolCalls);
+    check_calls(&calls, Some("get_time"), 1);
+    let (text, calls, _) = tool_answer(&models, ToolChoice::None, false, 5, 12)
+        .await
+        .expect("generation runs");
+    assert!(calls.is_empty() && !text.is_empty());
+    for seed in [6, 7, 8] {
+        let (text, calls, finish) = tool_answer(&models, ToolChoice::Auto, false, seed, 160)
+            .await
+            .expect("generation runs");
+        if calls.is_empty() {
+            assert!(
+                !text.is_empty() && !text.contains("<tool_call>"),
+                "{text:?}"
+            );
+        } else {
+            assert_eq!((text.as_str(), finish), ("", FinishReason::ToolCalls));
+            check_calls(&calls, None, super::super::tools::MAX_CALLS);
+        }
+    }
+}
+
+/// `format` constrains chat output to a schema or any JSON object, sampled and with a tight
+/// `max_tokens`; schemas the grammar cannot guarantee and budgets below the shortest output
+/// are refused as bad requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_formats_constrain_chat_output() {
+    let Some((models, _home)) = chat_models() else {
+        return;
+    };
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "age": {"type": "integer"},
+            "likes": {"type": "array", "items": {"enum": ["fish", "naps", "mice"]}, "maxItems": 3},
+            "name": {"type": "string"}
+        },
+        "required": ["age", "likes", "name"]
+    });
+    let shortest = r#"{"age":0,"likes":[],"name":""}"#.len() as u32;
+    for (seed, max_tokens) in [(1, 80), (2, 80), (3, shortest)] {
+        let options = crate::GenerationOptions {
+            temperature: Some(1.0),
+            seed: Some(seed),
+            max_tokens: Some(max_tokens),
+            format: Some(crate::OutputFormat::JsonSchema(schema.clone())),
+            ..crate::GenerationOptions::default()
+        };
+        let (text, _) = chat_text(&models, options).await.expect("generation runs");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert!(v["age"].is_i64(), "{v}");
+        assert!(v["name"].is_string(), "{v}");
+        let likes = v["likes"].as_array().expect("likes is an array");
+        assert!(likes.len() <= 3);
+        assert!(
+            likes
+                .iter()
+                .all(|l| ["fish", "naps", "mice"].contains(&l.as_str().unwrap_or("")))
+        );
+        assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{v}");
+    }
+    let options = crate::GenerationOptions {
+        max_tokens: Some(12),
+        format: Some(crate::OutputFormat::JsonObject),
+        ..crate::GenerationOptions::default()
+    };
+    let (text, _) = chat_text(&models, options).await.expect("generation runs");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(v.is_object());
+
+    let refused = |format, max_tokens| crate::GenerationOptions {
+        max_tokens,
+        format: Some(format),
+        ..crate::GenerationOptions::default()
+    };
+    let bad = serde_json::json!({"type": "string", "pattern": "^a+$"});
+    match chat_text(&models, refused(crate::OutputFormat::JsonSchema(bad), None)).await {
+        Err(LlmError::BadRequest(m)) => assert!(m.contains("`pattern` at `/pattern`"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match chat_text(
+        &models,
+        refused(crate::OutputFormat::JsonSchema(schema), Some(5)),
+    )
+    .await
+    {
+        Err(LlmError::BadRequest(m)) => assert!(m.contains("raise max_tokens"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -13,11 +13,11 @@ mod scripted;
 
 use std::time::Duration;
 
-use hearth_llm::{GenerationOptions, LlmError, Message};
+use hearth_llm::{GenerationOptions, LlmError, Message, OutputFormat};
 use serde_json::{Value, json};
 
 use crate::http::{LIMIT, Reply, open_stream, send, serve};
-use crate::scripted::{EMBED, HF, SMOL};
+use crate::scripted::{EMBED, HF, SMOL, TOOLY};
 
 /// What a case expects of the body.
 enum Expect {
@@ -678,14 +678,182 @@ async fn openai_messages_map_to_chat_messages() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let got = server.models.last_chat.lock().unwrap().clone().unwrap();
-    let m = |role: &str, content: &str| Message {
-        role: role.into(),
-        content: content.into(),
-    };
+    let m = |role: &str, content: &str| Message::text(role, content);
     assert_eq!(
         got.messages,
         vec![m("system", "be brief"), m("user", "ab"), m("assistant", "")]
     );
+}
+
+// ---------- tools ----------
+
+#[tokio::test]
+async fn openai_tool_calls_non_streaming() {
+    check(
+        post(
+            "/v1/chat/completions",
+            json!({"model": TOOLY, "messages": user("weather?")}),
+        )
+        .json(json!({
+            "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": TOOLY,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_a", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\",\"days\":2}"}},
+                    {"id": "call_b", "type": "function",
+                     "function": {"name": "get_time", "arguments": "{}"}}
+                ]},
+                "logprobs": null, "finish_reason": "tool_calls"
+            }],
+            "usage": usage()
+        })),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn openai_tool_calls_stream_as_the_spec_shapes_them() {
+    let call = |v: Value| chat_chunk(json!({"tool_calls": [v]}), Value::Null);
+    let mut events = vec![
+        chat_chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        call(json!({"index": 0, "id": "call_a", "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""}})),
+        call(json!({"index": 0, "function": {"arguments": "{\"city\":\"Oslo\",\"days\":2}"}})),
+        call(json!({"index": 1, "id": "call_b", "type": "function",
+                    "function": {"name": "get_time", "arguments": ""}})),
+        call(json!({"index": 1, "function": {"arguments": "{}"}})),
+        chat_chunk(json!({}), json!("tool_calls")),
+    ];
+    for e in &mut events {
+        e["model"] = json!(TOOLY);
+    }
+    let body = json!({"model": TOOLY, "messages": user("weather?"), "stream": true});
+    check(post("/v1/chat/completions", body).sse(events)).await;
+}
+
+#[tokio::test]
+async fn ollama_tool_calls_streaming_and_not() {
+    let calls = json!([
+        {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Oslo", "days": 2}}},
+        {"function": {"index": 1, "name": "get_time", "arguments": {}}}
+    ]);
+    let mut whole = ollama_final_metrics(chat_final(""));
+    whole["model"] = json!(TOOLY);
+    whole["message"]["tool_calls"] = calls.clone();
+    let body = json!({"model": TOOLY, "messages": user("weather?"), "stream": false});
+    check(post("/api/chat", body).json(whole)).await;
+
+    let mut line = chat_line("");
+    line["model"] = json!(TOOLY);
+    line["message"]["tool_calls"] = calls;
+    let mut last = ollama_final_metrics(chat_final(""));
+    last["model"] = json!(TOOLY);
+    let body = json!({"model": TOOLY, "messages": user("weather?")});
+    check(post("/api/chat", body).ndjson(vec![line, last])).await;
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "description": "Weather",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})
+}
+
+#[tokio::test]
+async fn openai_tools_and_tool_messages_map_to_the_chat_request() {
+    let server = serve().await;
+    let last = async |body: Value| {
+        let reply = send(
+            server.addr,
+            "POST",
+            "/v1/chat/completions",
+            Some(body.to_string().as_bytes()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        server.models.last_chat.lock().unwrap().clone().unwrap()
+    };
+    let messages = json!([
+        {"role": "user", "content": "weather in Oslo?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "3 C"}
+    ]);
+    let got = last(
+        json!({"model": SMOL, "messages": messages, "tools": [weather_tool()],
+                          "tool_choice": "required", "parallel_tool_calls": false}),
+    )
+    .await;
+    assert_eq!(
+        got.tools,
+        vec![hearth_llm::Tool {
+            name: "get_weather".into(),
+            description: Some("Weather".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        }]
+    );
+    assert_eq!(got.tool_choice, hearth_llm::ToolChoice::Required);
+    assert!(got.single_tool_call);
+    assert_eq!(
+        got.messages[1].tool_calls,
+        vec![hearth_llm::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "Oslo"}),
+        }]
+    );
+    assert_eq!(got.messages[2].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(got.messages[2].content, "3 C");
+
+    let choice = |c: Value| json!({"model": SMOL, "messages": user("hi"), "tools": [weather_tool()], "tool_choice": c});
+    for (c, want) in [
+        (json!("none"), hearth_llm::ToolChoice::None),
+        (json!("auto"), hearth_llm::ToolChoice::Auto),
+        (
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+            hearth_llm::ToolChoice::Function("get_weather".into()),
+        ),
+    ] {
+        let got = last(choice(c)).await;
+        assert_eq!(got.tool_choice, want);
+        assert!(!got.single_tool_call);
+    }
+    let got = last(json!({"model": SMOL, "messages": user("hi"), "tools": [weather_tool()]})).await;
+    assert_eq!(got.tool_choice, hearth_llm::ToolChoice::Auto);
+}
+
+#[tokio::test]
+async fn bad_tool_requests_are_400_naming_the_field() {
+    let bad = |body: Value, param: &str, message: &str| {
+        post("/v1/chat/completions", body)
+            .status(400)
+            .json(openai_error(
+                message,
+                "invalid_request_error",
+                json!(param),
+                Value::Null,
+            ))
+    };
+    check(bad(
+        json!({"model": SMOL, "messages": user("hi"), "tools": [weather_tool()],
+               "tool_choice": "sometimes"}),
+        "tool_choice",
+        "tool_choice: `sometimes` is not one of*",
+    ))
+    .await;
+    check(bad(
+        json!({"model": SMOL, "messages": user("hi"),
+               "tools": [{"type": "retrieval", "function": {"name": "x"}}]}),
+        "tools",
+        "tools[0].type: only `function` tools are supported*",
+    ))
+    .await;
+    check(bad(
+        json!({"model": SMOL, "messages": [{"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}),
+        "messages",
+        "messages[0].tool_calls[0].function.arguments: not JSON*",
+    ))
+    .await;
 }
 
 // ---------- Ollama generation ----------
@@ -890,10 +1058,7 @@ async fn ollama_generate_raw_is_a_completion_and_otherwise_a_chat() {
     )
     .await;
     let got = server.models.last_chat.lock().unwrap().clone().unwrap();
-    let m = |role: &str, content: &str| Message {
-        role: role.into(),
-        content: content.into(),
-    };
+    let m = |role: &str, content: &str| Message::text(role, content);
     assert_eq!(got.messages, vec![m("system", "be brief"), m("user", "hi")]);
     assert_eq!(got.keep_alive, Some(Duration::from_secs(300)));
     assert_eq!(
@@ -1096,54 +1261,83 @@ async fn unsupported_n_is_400_saying_so() {
 }
 
 #[tokio::test]
-async fn structured_output_is_refused_not_ignored() {
-    let body =
-        json!({"model": SMOL, "messages": user("hi"), "response_format": {"type": "json_object"}});
-    check(
-        post("/v1/chat/completions", body)
-            .status(400)
-            .json(openai_error(
-                "response_format: `json_object` is not supported yet*",
-                "invalid_request_error",
-                json!("response_format"),
-                Value::Null,
-            )),
-    )
+async fn response_formats_map_to_output_formats() {
+    let server = serve().await;
+    let send_ok = async |path: &'static str, body: Value| {
+        let reply = send(server.addr, "POST", path, Some(body.to_string().as_bytes())).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    let chat_format = || {
+        let got = server.models.last_chat.lock().unwrap().clone().unwrap();
+        got.options.format
+    };
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    for (format, want) in [
+        (json!({"type": "text"}), None),
+        (
+            json!({"type": "json_object"}),
+            Some(OutputFormat::JsonObject),
+        ),
+        (
+            json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": true}}),
+            Some(OutputFormat::JsonSchema(schema.clone())),
+        ),
+    ] {
+        let body = json!({"model": SMOL, "messages": user("hi"), "response_format": format});
+        send_ok("/v1/chat/completions", body).await;
+        assert_eq!(chat_format(), want);
+    }
+    for (format, want) in [
+        (json!(""), None),
+        (Value::Null, None),
+        (json!("json"), Some(OutputFormat::JsonObject)),
+        (
+            schema.clone(),
+            Some(OutputFormat::JsonSchema(schema.clone())),
+        ),
+    ] {
+        let body =
+            json!({"model": SMOL, "messages": user("hi"), "format": format, "stream": false});
+        send_ok("/api/chat", body).await;
+        assert_eq!(chat_format(), want);
+        let body = json!({"model": SMOL, "prompt": "hi", "format": format, "stream": false});
+        send_ok("/api/generate", body).await;
+        assert_eq!(chat_format(), want);
+    }
+}
+
+#[tokio::test]
+async fn bad_response_formats_are_400_naming_the_field() {
+    let openai = |format: Value, message: &str| {
+        post(
+            "/v1/chat/completions",
+            json!({"model": SMOL, "messages": user("hi"), "response_format": format}),
+        )
+        .status(400)
+        .json(openai_error(
+            message,
+            "invalid_request_error",
+            json!("response_format"),
+            Value::Null,
+        ))
+    };
+    check(openai(
+        json!({"type": "yaml"}),
+        "response_format: `yaml` is not one of*",
+    ))
     .await;
-    let text = json!({"model": SMOL, "messages": user("hi"), "response_format": {"type": "text"}});
-    check(post("/v1/chat/completions", text).status(200).json(json!({
-        "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello world"},
-                     "logprobs": null, "finish_reason": "stop"}],
-        "usage": usage()
-    })))
+    check(openai(
+        json!({"type": "json_schema", "json_schema": {"name": "x"}}),
+        "response_format: `json_schema` needs `json_schema.schema`",
+    ))
     .await;
-    let refused =
-        json!({"error": "format: structured output is not supported yet; leave `format` out"});
     check(
         post(
             "/api/chat",
-            json!({"model": SMOL, "messages": user("hi"), "format": "json"}),
+            json!({"model": SMOL, "messages": user("hi"), "format": "yaml"}),
         )
         .status(400)
-        .json(refused.clone()),
-    )
-    .await;
-    check(
-        post(
-            "/api/generate",
-            json!({"model": SMOL, "prompt": "hi", "format": {"type": "object"}}),
-        )
-        .status(400)
-        .json(refused),
-    )
-    .await;
-    check(
-        post(
-            "/api/generate",
-            json!({"model": SMOL, "prompt": "hi", "format": "", "stream": false}),
-        )
-        .json(gen_final("Hello world")),
+        .json(json!({"error": "format: must be \"json\" or a JSON schema object (got \"yaml\")"})),
     )
     .await;
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hearth_llm::{
     BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedRequest, Embeddings,
     FinishReason, GenerationStream, LlmError, ModelDetails, ModelInfo, ModelService, RunningModel,
-    StreamEvent, TokenLogprob,
+    StreamEvent, TokenLogprob, ToolCall,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -40,6 +40,24 @@ pub fn scripted_logprob(i: usize, k: u32) -> TokenLogprob {
 }
 
 pub const SMOL: &str = "smollm2:135m";
+/// Answers every chat with [`tool_calls`].
+pub const TOOLY: &str = "tooly";
+
+/// What [`TOOLY`] calls.
+pub fn tool_calls() -> Vec<ToolCall> {
+    vec![
+        ToolCall {
+            id: "call_a".to_owned(),
+            name: "get_weather".to_owned(),
+            arguments: serde_json::json!({"city": "Oslo", "days": 2}),
+        },
+        ToolCall {
+            id: "call_b".to_owned(),
+            name: "get_time".to_owned(),
+            arguments: serde_json::json!({}),
+        },
+    ]
+}
 /// A name with `/` and `:` in it, as Hugging Face references are.
 pub const HF: &str = "hf.co/org/repo:Q4_1";
 /// The embedding model: input `i` embeds as [`embedding`]`(i)`, each input counts
@@ -120,6 +138,15 @@ impl ScriptedModels {
                         let _ = tx.send(StreamEvent::Logprobs(vec![last]));
                     }
                     let _ = tx.send(StreamEvent::Done(completion()));
+                });
+            }
+            TOOLY => {
+                tokio::spawn(async move {
+                    let _ = tx.send(StreamEvent::ToolCalls(tool_calls()));
+                    let _ = tx.send(StreamEvent::Done(Completion {
+                        finish_reason: FinishReason::ToolCalls,
+                        ..completion()
+                    }));
                 });
             }
             "busy" => return Err(LlmError::Busy("2 requests are queued".to_owned())),
