@@ -19,8 +19,8 @@ mod pip;
 mod registry;
 
 pub use catalog::{
-    Catalog, CatalogConfig, EntryStatus, ImportMode, ModelEntry, ModelSource, PullPhase,
-    PullProgress,
+    Catalog, CatalogConfig, CreateFrom, EntryStatus, ImportMode, MAX_EXTRAS_BYTES, ModelEntry,
+    ModelExtras, ModelSource, PullPhase, PullProgress, blob_hex,
 };
 pub use error::CatalogError;
 pub use hub::{HubConfig, resolve_url};
