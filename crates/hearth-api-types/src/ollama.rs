@@ -218,6 +218,9 @@ pub struct ShowResponse {
     pub modelfile: String,
     pub parameters: String,
     pub template: String,
+    /// The system prompt a created model was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     pub details: ModelDetails,
     pub model_info: serde_json::Map<String, serde_json::Value>,
     pub capabilities: Vec<String>,
@@ -306,4 +309,92 @@ pub struct EmbeddingsRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddingsResponse {
     pub embedding: Vec<f32>,
+}
+
+/// `POST /api/pull`: `model`, or the deprecated `name`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PullRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Accepted and ignored (Hearth's sources are always fetched over TLS).
+    #[serde(default)]
+    pub insecure: Option<bool>,
+    /// `true` when absent.
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// A line of the progress of `POST /api/pull` and `POST /api/create`: `status` alone
+/// (`"pulling manifest"`, `"success"`, …), or with the bytes of one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressResponse {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<u64>,
+}
+
+/// `DELETE /api/delete`: `model`, or the deprecated `name`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DeleteRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /api/copy`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CopyRequest {
+    pub source: String,
+    pub destination: String,
+}
+
+/// `license` of `POST /api/create`: one text or several.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum License {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `POST /api/create`: a model from uploaded files (`files`: file name → blob digest) or
+/// `from` another model, with what a Modelfile adds. `model`, or the deprecated `name`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CreateRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    /// File name → `sha256:<hex>` of a blob uploaded with `POST /api/blobs/:digest`.
+    #[serde(default)]
+    pub files: Option<std::collections::BTreeMap<String, String>>,
+    /// Not supported: refused when not empty.
+    #[serde(default)]
+    pub adapters: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub license: Option<License>,
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Default options (`temperature`, `stop`, …).
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Not supported: refused when not empty.
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    /// Not supported: refused when set.
+    #[serde(default)]
+    pub quantize: Option<String>,
+    /// `true` when absent.
+    #[serde(default)]
+    pub stream: Option<bool>,
 }

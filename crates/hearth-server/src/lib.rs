@@ -6,8 +6,8 @@
 //!
 //! Code map: `error` maps every failure to a status and body, once; `body` is the JSON extractor;
 //! `generation` turns a [`hearth_llm::GenerationStream`] into a response body (the body owns the
-//! stream, so a client that goes away cancels its generation); `openai`, `ollama` and
-//! `embeddings` hold the handlers and the hand-written conversions between wire and domain
+//! stream, so a client that goes away cancels its generation); `openai`, `ollama`,
+//! `manage` (pull, delete, copy, blobs, create) and `embeddings` hold the handlers and the hand-written conversions between wire and domain
 //! types; `metrics` is the Prometheus text endpoint; `wire` has ids, timestamps and durations.
 #![forbid(unsafe_code)]
 
@@ -15,6 +15,7 @@ mod body;
 mod embeddings;
 mod error;
 mod generation;
+mod manage;
 mod metrics;
 mod ollama;
 mod openai;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, head, post};
 use hearth_llm::ModelService;
 
 pub use error::{ApiError, BUSY_RETRY_AFTER_SECS, Classified, Family, OllamaError, OpenAiError};
@@ -112,6 +113,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/show", post(ollama::show))
         .route("/api/ps", get(ollama::ps))
         .route("/api/version", get(ollama::version))
+        .route("/api/pull", post(manage::pull))
+        .route("/api/delete", delete(manage::delete))
+        .route("/api/copy", post(manage::copy))
+        .route("/api/create", post(manage::create))
+        .route(
+            "/api/blobs/{digest}",
+            head(manage::blob_exists).post(manage::blob_upload),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::scrape))
         .fallback(no_route)

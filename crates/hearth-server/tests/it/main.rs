@@ -9,6 +9,7 @@
 )]
 
 mod http;
+mod manage;
 mod scripted;
 
 use std::time::Duration;
