@@ -2,9 +2,10 @@
 //! `/api/version`, `/api/embed`, `/api/embeddings`, errors. Field names follow Ollama's
 //! `api/types.go`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Message {
     pub role: String,
     #[serde(default)]
@@ -13,7 +14,7 @@ pub struct Message {
 
 /// `keep_alive`: a Go duration string (`"5m"`, `"1h30m"`, `"-1"`), or a number of seconds.
 /// Negative means "keep loaded forever", zero "unload now".
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum KeepAlive {
     Seconds(f64),
@@ -22,7 +23,7 @@ pub enum KeepAlive {
 
 /// `options`. Fields Hearth does not use (`num_ctx`, `num_gpu`, `mirostat`, …) are accepted and
 /// ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Options {
     /// Negative: no limit.
     #[serde(default)]
@@ -55,7 +56,7 @@ pub struct Options {
 }
 
 /// `POST /api/chat`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct ChatRequest {
     pub model: String,
     #[serde(default)]
@@ -79,7 +80,7 @@ pub struct ChatRequest {
 }
 
 /// `POST /api/generate`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct GenerateRequest {
     pub model: String,
     #[serde(default)]
@@ -106,7 +107,7 @@ pub struct GenerateRequest {
 }
 
 /// Counts and timings of the final object of a generation; durations in nanoseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Metrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_duration: Option<u64>,
@@ -123,7 +124,8 @@ pub struct Metrics {
 }
 
 /// One of the most likely tokens at a position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OllamaTokenLogprob")]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
@@ -133,7 +135,7 @@ pub struct TokenLogprob {
 }
 
 /// An output token's log-probability and the most likely alternatives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Logprob {
     pub token: String,
     pub logprob: f32,
@@ -144,7 +146,7 @@ pub struct Logprob {
 }
 
 /// One object of `/api/chat` (a streamed line, or the whole answer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatResponse {
     pub model: String,
     /// RFC 3339.
@@ -161,7 +163,7 @@ pub struct ChatResponse {
 }
 
 /// One object of `/api/generate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GenerateResponse {
     pub model: String,
     pub created_at: String,
@@ -176,7 +178,7 @@ pub struct GenerateResponse {
     pub metrics: Metrics,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelDetails {
     pub parent_model: String,
     pub format: String,
@@ -186,7 +188,7 @@ pub struct ModelDetails {
     pub quantization_level: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListModel {
     pub name: String,
     pub model: String,
@@ -197,13 +199,13 @@ pub struct ListModel {
 }
 
 /// `GET /api/tags`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListResponse {
     pub models: Vec<ListModel>,
 }
 
 /// `POST /api/show`: `model`, or the deprecated `name`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct ShowRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -211,7 +213,7 @@ pub struct ShowRequest {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ShowResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
@@ -227,7 +229,7 @@ pub struct ShowResponse {
     pub modified_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcessModel {
     pub name: String,
     pub model: String,
@@ -240,25 +242,26 @@ pub struct ProcessModel {
 }
 
 /// `GET /api/ps`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcessResponse {
     pub models: Vec<ProcessModel>,
 }
 
 /// `GET /api/version`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VersionResponse {
     pub version: String,
 }
 
 /// `{"error":"..."}`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OllamaErrorBody")]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// `input` of `POST /api/embed`: one text or several.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EmbedInput {
     One(String),
@@ -266,7 +269,7 @@ pub enum EmbedInput {
 }
 
 /// `POST /api/embed`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct EmbedRequest {
     pub model: String,
     pub input: EmbedInput,
@@ -283,7 +286,7 @@ pub struct EmbedRequest {
 }
 
 /// The answer of `POST /api/embed`; durations in nanoseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmbedResponse {
     pub model: String,
     pub embeddings: Vec<Vec<f32>>,
@@ -293,7 +296,7 @@ pub struct EmbedResponse {
 }
 
 /// `POST /api/embeddings` (the older, one-text form).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct EmbeddingsRequest {
     pub model: String,
     #[serde(default)]
@@ -306,13 +309,13 @@ pub struct EmbeddingsRequest {
 }
 
 /// The answer of `POST /api/embeddings`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmbeddingsResponse {
     pub embedding: Vec<f32>,
 }
 
 /// `POST /api/pull`: `model`, or the deprecated `name`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct PullRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -328,7 +331,7 @@ pub struct PullRequest {
 
 /// A line of the progress of `POST /api/pull` and `POST /api/create`: `status` alone
 /// (`"pulling manifest"`, `"success"`, …), or with the bytes of one file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProgressResponse {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -340,7 +343,7 @@ pub struct ProgressResponse {
 }
 
 /// `DELETE /api/delete`: `model`, or the deprecated `name`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct DeleteRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -349,14 +352,14 @@ pub struct DeleteRequest {
 }
 
 /// `POST /api/copy`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct CopyRequest {
     pub source: String,
     pub destination: String,
 }
 
 /// `license` of `POST /api/create`: one text or several.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum License {
     One(String),
@@ -365,7 +368,7 @@ pub enum License {
 
 /// `POST /api/create`: a model from uploaded files (`files`: file name → blob digest) or
 /// `from` another model, with what a Modelfile adds. `model`, or the deprecated `name`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct CreateRequest {
     #[serde(default)]
     pub model: Option<String>,

@@ -1,10 +1,11 @@
 //! OpenAI-compatible shapes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
 //! `/v1/models`, errors.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `stop`: one string or a list of strings.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
@@ -20,14 +21,14 @@ impl Stop {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
 }
 
 /// A part of a message's content given as a list, e.g. `{"type":"text","text":"hi"}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -36,14 +37,14 @@ pub struct ContentPart {
 }
 
 /// A message's content: a string, or a list of parts.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ChatMessage {
     pub role: String,
     /// `null` is allowed (assistant messages that only carried tool calls).
@@ -52,14 +53,14 @@ pub struct ChatMessage {
 }
 
 /// `response_format`: `{"type":"text"}`, `{"type":"json_object"}`, `{"type":"json_schema",…}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
 }
 
 /// `POST /v1/chat/completions`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
@@ -99,7 +100,7 @@ pub struct ChatCompletionRequest {
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Prompt {
     One(String),
@@ -107,7 +108,7 @@ pub enum Prompt {
 }
 
 /// `POST /v1/completions`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
@@ -139,7 +140,7 @@ pub struct CompletionRequest {
     pub logprobs: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -150,20 +151,20 @@ pub struct Usage {
 }
 
 /// How the prompt tokens were counted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptTokensDetails {
     /// Prompt tokens reused from earlier requests instead of computed again.
     pub cached_tokens: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AssistantMessage {
     pub role: String,
     pub content: String,
 }
 
 /// One of the most likely tokens at a position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopLogprob {
     pub token: String,
     pub logprob: f32,
@@ -172,7 +173,8 @@ pub struct TopLogprob {
 }
 
 /// An output token's log-probability and the most likely alternatives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OpenAiTokenLogprob")]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
@@ -181,12 +183,12 @@ pub struct TokenLogprob {
 }
 
 /// `choices[].logprobs` of a chat completion (or of one chunk: its tokens).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChoiceLogprobs {
     pub content: Option<Vec<TokenLogprob>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatChoice {
     pub index: u32,
     pub message: AssistantMessage,
@@ -196,7 +198,7 @@ pub struct ChatChoice {
 }
 
 /// Non-streaming answer of `/v1/chat/completions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletion {
     pub id: String,
     /// `chat.completion`
@@ -210,7 +212,7 @@ pub struct ChatCompletion {
     pub usage: Usage,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -218,7 +220,7 @@ pub struct Delta {
     pub content: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChunkChoice {
     pub index: u32,
     pub delta: Delta,
@@ -229,7 +231,7 @@ pub struct ChunkChoice {
 }
 
 /// One SSE event of a streaming `/v1/chat/completions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletionChunk {
     pub id: String,
     /// `chat.completion.chunk`
@@ -246,7 +248,7 @@ pub struct ChatCompletionChunk {
 }
 
 /// `choices[].logprobs` of a legacy completion: parallel lists, one entry per token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionLogprobs {
     pub tokens: Vec<String>,
     pub token_logprobs: Vec<f32>,
@@ -256,7 +258,7 @@ pub struct CompletionLogprobs {
     pub text_offset: Vec<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionChoice {
     pub text: String,
     pub index: u32,
@@ -267,7 +269,7 @@ pub struct CompletionChoice {
 
 /// Answer of `/v1/completions`, and each SSE event of its streaming form (object
 /// `text_completion` in both).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Completion {
     pub id: String,
     pub object: String,
@@ -281,7 +283,7 @@ pub struct Completion {
     pub usage: Option<Option<Usage>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Model {
     pub id: String,
     /// `model`
@@ -291,14 +293,14 @@ pub struct Model {
 }
 
 /// `GET /v1/models`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelList {
     /// `list`
     pub object: String,
     pub data: Vec<Model>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorDetail {
     pub message: String,
     #[serde(rename = "type")]
@@ -308,13 +310,14 @@ pub struct ErrorDetail {
 }
 
 /// `{"error":{"message","type","param","code"}}`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OpenAiErrorBody")]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// `input` of `POST /v1/embeddings`: a string, strings, token ids, or lists of token ids.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     Text(String),
@@ -324,7 +327,7 @@ pub enum EmbeddingInput {
 }
 
 /// `POST /v1/embeddings`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct EmbeddingRequest {
     pub model: String,
     pub input: EmbeddingInput,
@@ -338,14 +341,14 @@ pub struct EmbeddingRequest {
 }
 
 /// One embedding: numbers, or base64 of little-endian `f32`s.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EmbeddingVector {
     Float(Vec<f32>),
     Base64(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Embedding {
     /// `"embedding"`
     pub object: String,
@@ -353,14 +356,14 @@ pub struct Embedding {
     pub embedding: EmbeddingVector,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct EmbeddingUsage {
     pub prompt_tokens: u32,
     pub total_tokens: u32,
 }
 
 /// The answer of `POST /v1/embeddings`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct EmbeddingResponse {
     /// `"list"`
     pub object: String,

@@ -10,6 +10,7 @@
 
 mod http;
 mod manage;
+mod openapi;
 mod scripted;
 
 use std::time::Duration;
