@@ -315,3 +315,20 @@ fn a_character_split_across_tokens_has_lossy_text_and_exact_bytes() {
         "{entries:?}"
     );
 }
+
+#[test]
+fn create_from_tells_paths_from_model_names() {
+    for (from, path) in [
+        ("smollm2:135m", false),
+        ("mymodel", false),
+        ("hf.co/owner/repo:file.gguf", false),
+        ("/srv/models/a.gguf", true),
+        ("../../etc/passwd", true),
+        ("./a.gguf", true),
+        ("~/a.gguf", true),
+        ("dir/a.gguf", true),
+        ("C:\\models\\a.gguf", true),
+    ] {
+        assert_eq!(super::looks_like_path(from), path, "{from}");
+    }
+}

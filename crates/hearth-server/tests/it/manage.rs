@@ -455,3 +455,35 @@ async fn create_from_a_path_only_inside_import_dirs() {
         sha256_of(&std::fs::read(&model).unwrap())
     );
 }
+
+/// An upload cut off by the client leaves no blob and no temporary file.
+#[tokio::test]
+async fn an_interrupted_upload_leaves_nothing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = serve_local().await;
+    let data = vec![7u8; 3 << 20];
+    let digest = sha256_of(&data);
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /api/blobs/{digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&data[..1 << 20]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    // The server answers once the store has given the upload up.
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let path = format!("/api/blobs/{digest}");
+    assert_eq!(send(s.addr, "HEAD", &path, None).await.status, 404);
+    let tmp = s.catalog.root().join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(blob_count(&s.catalog), 0);
+    // The whole body then stores it.
+    let r = send(s.addr, "POST", &path, Some(&data)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(send(s.addr, "HEAD", &path, None).await.status, 200);
+}
