@@ -8,6 +8,7 @@
 
 pub mod ollama;
 pub mod openai;
+pub mod openapi;
 
 #[cfg(test)]
 mod tests;

@@ -2,9 +2,10 @@
 //! `/api/version`, `/api/embed`, `/api/embeddings`, errors. Field names follow Ollama's
 //! `api/types.go`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Message {
     pub role: String,
     #[serde(default)]
@@ -18,7 +19,7 @@ pub struct Message {
 }
 
 /// A function the model may call (the OpenAI shape).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Tool {
     /// `function`
     #[serde(rename = "type", default)]
@@ -26,7 +27,7 @@ pub struct Tool {
     pub function: ToolFunction,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ToolFunction {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,12 +37,12 @@ pub struct ToolFunction {
 }
 
 /// A call the model made; Ollama's arguments are an object, not JSON text.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ToolCall {
     pub function: ToolCallFunction,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ToolCallFunction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
@@ -52,7 +53,7 @@ pub struct ToolCallFunction {
 
 /// `keep_alive`: a Go duration string (`"5m"`, `"1h30m"`, `"-1"`), or a number of seconds.
 /// Negative means "keep loaded forever", zero "unload now".
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum KeepAlive {
     Seconds(f64),
@@ -61,7 +62,7 @@ pub enum KeepAlive {
 
 /// `options`. Fields Hearth does not use (`num_ctx`, `num_gpu`, `mirostat`, …) are accepted and
 /// ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Options {
     /// Negative: no limit.
     #[serde(default)]
@@ -94,7 +95,7 @@ pub struct Options {
 }
 
 /// `POST /api/chat`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct ChatRequest {
     pub model: String,
     #[serde(default)]
@@ -121,7 +122,7 @@ pub struct ChatRequest {
 }
 
 /// `POST /api/generate`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct GenerateRequest {
     pub model: String,
     #[serde(default)]
@@ -148,7 +149,7 @@ pub struct GenerateRequest {
 }
 
 /// Counts and timings of the final object of a generation; durations in nanoseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Metrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_duration: Option<u64>,
@@ -165,7 +166,8 @@ pub struct Metrics {
 }
 
 /// One of the most likely tokens at a position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OllamaTokenLogprob")]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
@@ -175,7 +177,7 @@ pub struct TokenLogprob {
 }
 
 /// An output token's log-probability and the most likely alternatives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Logprob {
     pub token: String,
     pub logprob: f32,
@@ -186,7 +188,7 @@ pub struct Logprob {
 }
 
 /// One object of `/api/chat` (a streamed line, or the whole answer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatResponse {
     pub model: String,
     /// RFC 3339.
@@ -203,7 +205,7 @@ pub struct ChatResponse {
 }
 
 /// One object of `/api/generate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GenerateResponse {
     pub model: String,
     pub created_at: String,
@@ -218,7 +220,7 @@ pub struct GenerateResponse {
     pub metrics: Metrics,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelDetails {
     pub parent_model: String,
     pub format: String,
@@ -228,7 +230,7 @@ pub struct ModelDetails {
     pub quantization_level: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListModel {
     pub name: String,
     pub model: String,
@@ -239,13 +241,13 @@ pub struct ListModel {
 }
 
 /// `GET /api/tags`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListResponse {
     pub models: Vec<ListModel>,
 }
 
 /// `POST /api/show`: `model`, or the deprecated `name`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct ShowRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -253,20 +255,23 @@ pub struct ShowRequest {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ShowResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
     pub modelfile: String,
     pub parameters: String,
     pub template: String,
+    /// The system prompt a created model was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     pub details: ModelDetails,
     pub model_info: serde_json::Map<String, serde_json::Value>,
     pub capabilities: Vec<String>,
     pub modified_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcessModel {
     pub name: String,
     pub model: String,
@@ -279,25 +284,26 @@ pub struct ProcessModel {
 }
 
 /// `GET /api/ps`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcessResponse {
     pub models: Vec<ProcessModel>,
 }
 
 /// `GET /api/version`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VersionResponse {
     pub version: String,
 }
 
 /// `{"error":"..."}`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OllamaErrorBody")]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// `input` of `POST /api/embed`: one text or several.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EmbedInput {
     One(String),
@@ -305,7 +311,7 @@ pub enum EmbedInput {
 }
 
 /// `POST /api/embed`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct EmbedRequest {
     pub model: String,
     pub input: EmbedInput,
@@ -322,7 +328,7 @@ pub struct EmbedRequest {
 }
 
 /// The answer of `POST /api/embed`; durations in nanoseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmbedResponse {
     pub model: String,
     pub embeddings: Vec<Vec<f32>>,
@@ -332,7 +338,7 @@ pub struct EmbedResponse {
 }
 
 /// `POST /api/embeddings` (the older, one-text form).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct EmbeddingsRequest {
     pub model: String,
     #[serde(default)]
@@ -345,7 +351,95 @@ pub struct EmbeddingsRequest {
 }
 
 /// The answer of `POST /api/embeddings`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EmbeddingsResponse {
     pub embedding: Vec<f32>,
+}
+
+/// `POST /api/pull`: `model`, or the deprecated `name`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct PullRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Accepted and ignored (Hearth's sources are always fetched over TLS).
+    #[serde(default)]
+    pub insecure: Option<bool>,
+    /// `true` when absent.
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// A line of the progress of `POST /api/pull` and `POST /api/create`: `status` alone
+/// (`"pulling manifest"`, `"success"`, …), or with the bytes of one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProgressResponse {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<u64>,
+}
+
+/// `DELETE /api/delete`: `model`, or the deprecated `name`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct DeleteRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /api/copy`
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct CopyRequest {
+    pub source: String,
+    pub destination: String,
+}
+
+/// `license` of `POST /api/create`: one text or several.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum License {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `POST /api/create`: a model from uploaded files (`files`: file name → blob digest) or
+/// `from` another model, with what a Modelfile adds. `model`, or the deprecated `name`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct CreateRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    /// File name → `sha256:<hex>` of a blob uploaded with `POST /api/blobs/:digest`.
+    #[serde(default)]
+    pub files: Option<std::collections::BTreeMap<String, String>>,
+    /// Not supported: refused when not empty.
+    #[serde(default)]
+    pub adapters: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub license: Option<License>,
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Default options (`temperature`, `stop`, …).
+    #[serde(default)]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Not supported: refused when not empty.
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    /// Not supported: refused when set.
+    #[serde(default)]
+    pub quantize: Option<String>,
+    /// `true` when absent.
+    #[serde(default)]
+    pub stream: Option<bool>,
 }

@@ -1,10 +1,11 @@
 //! OpenAI-compatible shapes: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
 //! `/v1/models`, errors.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `stop`: one string or a list of strings.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
@@ -20,14 +21,14 @@ impl Stop {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
 }
 
 /// A part of a message's content given as a list, e.g. `{"type":"text","text":"hi"}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -36,14 +37,14 @@ pub struct ContentPart {
 }
 
 /// A message's content: a string, or a list of parts.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ChatMessage {
     pub role: String,
     /// `null` is allowed (assistant messages that only carried tool calls).
@@ -60,7 +61,7 @@ pub struct ChatMessage {
 }
 
 /// A function the model may call: `{"type":"function","function":{…}}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Tool {
     /// `function`
     #[serde(rename = "type")]
@@ -68,7 +69,7 @@ pub struct Tool {
     pub function: FunctionDefinition,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct FunctionDefinition {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,7 +83,7 @@ pub struct FunctionDefinition {
 }
 
 /// `tool_choice`: `"none"`, `"auto"`, `"required"`, or a named function.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ToolChoice {
     Mode(String),
@@ -90,20 +91,20 @@ pub enum ToolChoice {
 }
 
 /// `{"type":"function","function":{"name":…}}`
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct NamedToolChoice {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionName,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct FunctionName {
     pub name: String,
 }
 
 /// A call the model made: `{"id","type":"function","function":{"name","arguments"}}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ToolCall {
     pub id: String,
     /// `function`
@@ -112,7 +113,7 @@ pub struct ToolCall {
     pub function: FunctionCall,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct FunctionCall {
     pub name: String,
     /// The arguments object as JSON text.
@@ -121,7 +122,7 @@ pub struct FunctionCall {
 
 /// A piece of a tool call in a streamed chunk: the first piece of each call has its `id`,
 /// `type` and name, later ones add to `arguments`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ToolCallDelta {
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,7 +132,7 @@ pub struct ToolCallDelta {
     pub function: FunctionCallDelta,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct FunctionCallDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -141,7 +142,7 @@ pub struct FunctionCallDelta {
 
 /// `response_format`: `{"type":"text"}`, `{"type":"json_object"}`, or
 /// `{"type":"json_schema","json_schema":{"name","schema","strict"}}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
@@ -149,7 +150,7 @@ pub struct ResponseFormat {
     pub json_schema: Option<JsonSchemaFormat>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct JsonSchemaFormat {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,7 +163,7 @@ pub struct JsonSchemaFormat {
 }
 
 /// `POST /v1/chat/completions`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
@@ -209,7 +210,7 @@ pub struct ChatCompletionRequest {
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Prompt {
     One(String),
@@ -217,7 +218,7 @@ pub enum Prompt {
 }
 
 /// `POST /v1/completions`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
@@ -249,7 +250,7 @@ pub struct CompletionRequest {
     pub logprobs: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -260,13 +261,13 @@ pub struct Usage {
 }
 
 /// How the prompt tokens were counted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptTokensDetails {
     /// Prompt tokens reused from earlier requests instead of computed again.
     pub cached_tokens: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AssistantMessage {
     pub role: String,
     /// `null` when the answer is tool calls.
@@ -276,7 +277,7 @@ pub struct AssistantMessage {
 }
 
 /// One of the most likely tokens at a position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopLogprob {
     pub token: String,
     pub logprob: f32,
@@ -285,7 +286,8 @@ pub struct TopLogprob {
 }
 
 /// An output token's log-probability and the most likely alternatives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OpenAiTokenLogprob")]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
@@ -294,12 +296,12 @@ pub struct TokenLogprob {
 }
 
 /// `choices[].logprobs` of a chat completion (or of one chunk: its tokens).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChoiceLogprobs {
     pub content: Option<Vec<TokenLogprob>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatChoice {
     pub index: u32,
     pub message: AssistantMessage,
@@ -309,7 +311,7 @@ pub struct ChatChoice {
 }
 
 /// Non-streaming answer of `/v1/chat/completions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletion {
     pub id: String,
     /// `chat.completion`
@@ -323,7 +325,7 @@ pub struct ChatCompletion {
     pub usage: Usage,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -333,7 +335,7 @@ pub struct Delta {
     pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChunkChoice {
     pub index: u32,
     pub delta: Delta,
@@ -344,7 +346,7 @@ pub struct ChunkChoice {
 }
 
 /// One SSE event of a streaming `/v1/chat/completions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletionChunk {
     pub id: String,
     /// `chat.completion.chunk`
@@ -361,7 +363,7 @@ pub struct ChatCompletionChunk {
 }
 
 /// `choices[].logprobs` of a legacy completion: parallel lists, one entry per token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionLogprobs {
     pub tokens: Vec<String>,
     pub token_logprobs: Vec<f32>,
@@ -371,7 +373,7 @@ pub struct CompletionLogprobs {
     pub text_offset: Vec<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionChoice {
     pub text: String,
     pub index: u32,
@@ -382,7 +384,7 @@ pub struct CompletionChoice {
 
 /// Answer of `/v1/completions`, and each SSE event of its streaming form (object
 /// `text_completion` in both).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Completion {
     pub id: String,
     pub object: String,
@@ -396,7 +398,7 @@ pub struct Completion {
     pub usage: Option<Option<Usage>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Model {
     pub id: String,
     /// `model`
@@ -406,14 +408,14 @@ pub struct Model {
 }
 
 /// `GET /v1/models`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelList {
     /// `list`
     pub object: String,
     pub data: Vec<Model>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorDetail {
     pub message: String,
     #[serde(rename = "type")]
@@ -423,13 +425,14 @@ pub struct ErrorDetail {
 }
 
 /// `{"error":{"message","type","param","code"}}`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "OpenAiErrorBody")]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// `input` of `POST /v1/embeddings`: a string, strings, token ids, or lists of token ids.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     Text(String),
@@ -439,7 +442,7 @@ pub enum EmbeddingInput {
 }
 
 /// `POST /v1/embeddings`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 pub struct EmbeddingRequest {
     pub model: String,
     pub input: EmbeddingInput,
@@ -453,14 +456,14 @@ pub struct EmbeddingRequest {
 }
 
 /// One embedding: numbers, or base64 of little-endian `f32`s.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum EmbeddingVector {
     Float(Vec<f32>),
     Base64(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Embedding {
     /// `"embedding"`
     pub object: String,
@@ -468,14 +471,14 @@ pub struct Embedding {
     pub embedding: EmbeddingVector,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct EmbeddingUsage {
     pub prompt_tokens: u32,
     pub total_tokens: u32,
 }
 
 /// The answer of `POST /v1/embeddings`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct EmbeddingResponse {
     /// `"list"`
     pub object: String,

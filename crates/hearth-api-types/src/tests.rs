@@ -353,3 +353,158 @@ fn ollama_embed_shapes_match_the_docs_examples() {
         },
     );
 }
+
+mod openapi_doc {
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+
+    use serde_json::Value;
+
+    use crate::openapi::{OPENAPI_VERSION, document, document_text, routes};
+
+    fn committed_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json")
+    }
+
+    /// The committed `openapi.json` is what the code generates. `HEARTH_BLESS=1` rewrites it.
+    #[test]
+    fn committed_document_is_current() {
+        let generated = document_text();
+        let path = committed_path();
+        if std::env::var_os("HEARTH_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is out of date with the wire types; refresh it with \
+             `HEARTH_BLESS=1 cargo test -p hearth-api-types openapi` and commit it",
+            path.display()
+        );
+    }
+
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x) {
+                        ("$ref", Value::String(r)) => out.push(r.clone()),
+                        _ => refs(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    /// The shape OpenAPI 3.1 asks for, and every `$ref` names a schema that is there.
+    #[test]
+    fn document_is_openapi_3_1_shaped() {
+        let doc = document();
+        assert_eq!(doc["openapi"], OPENAPI_VERSION);
+        assert!(OPENAPI_VERSION.starts_with("3.1."));
+        assert!(doc["info"]["title"].is_string());
+        assert!(doc["info"]["version"].is_string());
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert!(!schemas.is_empty());
+        for name in schemas.keys() {
+            let ok = name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+            assert!(ok, "component name {name:?} is not allowed by OpenAPI");
+        }
+        let paths = doc["paths"].as_object().unwrap();
+        let methods = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
+        let mut ids = BTreeSet::new();
+        for (path, item) in paths {
+            assert!(path.starts_with('/'), "{path}");
+            for (method, op) in item.as_object().unwrap() {
+                assert!(methods.contains(&method.as_str()), "{path} {method}");
+                assert!(ids.insert(op["operationId"].as_str().unwrap().to_owned()));
+                let answers = op["responses"].as_object().unwrap();
+                assert!(!answers.is_empty(), "{method} {path} has no responses");
+                for a in answers.values() {
+                    assert!(a["description"].is_string(), "{method} {path}");
+                }
+                // Every `{param}` of the path is declared.
+                for seg in path.split('/') {
+                    if let Some(p) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        let declared = op["parameters"].as_array().is_some_and(|ps| {
+                            ps.iter().any(|x| x["name"] == p && x["in"] == "path")
+                        });
+                        assert!(declared, "{method} {path}: {p}");
+                    }
+                }
+            }
+        }
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{r} is not a component reference"));
+            assert!(schemas.contains_key(name), "{r} does not resolve");
+        }
+    }
+
+    /// Each route of the table is in the document once, with its method.
+    #[test]
+    fn every_route_is_documented() {
+        let doc = document();
+        let table = routes();
+        let mut seen = BTreeSet::new();
+        for r in &table {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+            assert!(
+                doc["paths"][r.path][r.method].is_object(),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_object().unwrap().len())
+            .sum();
+        assert_eq!(documented, table.len());
+    }
+
+    /// Spot checks against the wire types: a request's optional field is not required, an
+    /// answer's always-present field is.
+    #[test]
+    fn schemas_follow_the_serde_shapes() {
+        let doc = document();
+        let s = &doc["components"]["schemas"];
+        let required = |name: &str| -> Vec<String> {
+            s[name]["required"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(required("ChatCompletionRequest"), ["model", "messages"]);
+        assert_eq!(required("CopyRequest"), ["source", "destination"]);
+        assert!(required("ProgressResponse").contains(&"status".to_owned()));
+        assert!(!required("ProgressResponse").contains(&"digest".to_owned()));
+        let pull = &doc["paths"]["/api/pull"]["post"];
+        assert_eq!(
+            pull["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/PullRequest"
+        );
+        assert!(
+            pull["responses"]["200"]["content"]["application/x-ndjson"].is_object(),
+            "{pull}"
+        );
+    }
+}

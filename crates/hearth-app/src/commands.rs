@@ -384,6 +384,15 @@ pub fn config(g: &Global) -> Result<(), AppError> {
         c.models.pull_default_on_serve
     );
     println!(
+        "import_dirs = {:?}\nmax_blob_bytes = {}",
+        c.models
+            .import_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>(),
+        c.models.max_blob_bytes
+    );
+    println!(
         "[engine]\nthreads = {}\ncontext_length = {}\nprefill_chunk = {}\nmax_queue = {}\nmax_active = {}\nrequest_timeout = \"{}\"",
         c.engine.threads,
         c.engine.context_length,

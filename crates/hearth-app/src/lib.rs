@@ -81,6 +81,8 @@ pub fn local_models(config: &Config, catalog: Catalog) -> LocalModels {
             },
         },
     )
+    .with_import_dirs(&config.models.import_dirs)
+    .with_max_blob_bytes(config.models.max_blob_bytes)
 }
 
 /// A `kB` figure from a Linux `/proc` file (`MemTotal` of `/proc/meminfo`, `VmHWM` of

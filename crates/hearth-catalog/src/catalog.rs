@@ -16,7 +16,9 @@ use crate::pip::{self, PipConfig};
 use crate::registry::{ModelFormat, Registry, RegistrySource};
 
 const MANIFEST_SCHEMA: u32 = 1;
-const MAX_MANIFEST_BYTES: u64 = 64 << 10;
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Most bytes a model's [`ModelExtras`] may take (template, system prompt, license, parameters).
+pub const MAX_EXTRAS_BYTES: usize = 256 << 10;
 
 /// Everything the catalog needs; the caller resolves `$HEARTH_HOME` and settings.
 #[derive(Clone, Debug)]
@@ -59,6 +61,76 @@ pub enum ModelSource {
         path: PathBuf,
         mode: ImportMode,
     },
+    /// A GGUF blob uploaded through the API (`/api/blobs` then `/api/create`).
+    Upload {
+        digest: String,
+    },
+    /// Made from another installed model (sharing its weights) with its own extras.
+    Derived {
+        from: String,
+    },
+}
+
+/// What a created model adds to its weights (Ollama's Modelfile `TEMPLATE`, `SYSTEM`,
+/// `LICENSE`, `PARAMETER`). Empty for pulled and imported models.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelExtras {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Default generation options, by Ollama option name.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModelExtras {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `over`'s fields where set, else these (a derived model keeps what its base set).
+    pub fn overlay(&self, over: &ModelExtras) -> ModelExtras {
+        let mut parameters = self.parameters.clone();
+        for (k, v) in &over.parameters {
+            parameters.insert(k.clone(), v.clone());
+        }
+        ModelExtras {
+            template: over.template.clone().or_else(|| self.template.clone()),
+            system: over.system.clone().or_else(|| self.system.clone()),
+            license: over.license.clone().or_else(|| self.license.clone()),
+            parameters,
+        }
+    }
+
+    fn check(&self) -> Result<(), CatalogError> {
+        let size = serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_EXTRAS_BYTES {
+            return Err(CatalogError::Invalid {
+                what: "the model's template, system prompt, license and parameters".to_owned(),
+                reason: format!(
+                    "together they take {size} bytes, more than the limit of {MAX_EXTRAS_BYTES}"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What `create` makes a model from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateFrom {
+    /// An uploaded blob (`sha256:<64 lowercase hex>`) holding a GGUF file.
+    Blob(String),
+    /// An installed model: the new one shares its weights.
+    Model(String),
+    /// A GGUF file on this machine, copied into the store. The caller decides which paths are
+    /// allowed; this takes the path as given.
+    File(PathBuf),
 }
 
 /// How `import` takes a file.
@@ -94,6 +166,8 @@ struct Manifest {
     /// The files of a folder model (`safetensors_dir`), relative to its blob directory.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     files: Vec<ManifestFile>,
+    #[serde(default, skip_serializing_if = "ModelExtras::is_empty")]
+    extras: ModelExtras,
 }
 
 /// One file of a folder model.
@@ -132,6 +206,8 @@ pub struct ModelEntry {
     /// Adopted in place (the user's file, never deleted by Hearth).
     pub adopted: bool,
     pub status: EntryStatus,
+    /// Template, system prompt, license and parameters set when the model was created.
+    pub extras: ModelExtras,
 }
 
 /// Phase of a pull, for progress display.
@@ -348,6 +424,7 @@ impl Catalog {
             path,
             adopted,
             status,
+            extras: m.extras,
         }
     }
 
@@ -805,8 +882,6 @@ impl Catalog {
         location: Location,
         files: Vec<ManifestFile>,
     ) -> Result<ModelEntry, CatalogError> {
-        let path = self.manifest_path(n);
-        let previous = self.read_manifest(&path).ok().flatten();
         let format = if files.is_empty() {
             ModelFormat::Gguf
         } else {
@@ -820,9 +895,18 @@ impl Catalog {
             format,
             source,
             location,
-            created: hearth_time::rfc3339(SystemTime::now(), hearth_time::Precision::Seconds),
+            created: now(),
             files,
+            extras: ModelExtras::default(),
         };
+        self.replace_manifest(n, m)
+    }
+
+    /// Write `m` as `n`'s manifest, dropping the blob of the manifest it replaces when no other
+    /// uses it. Call with the store lock held.
+    fn replace_manifest(&self, n: &ModelName, m: Manifest) -> Result<ModelEntry, CatalogError> {
+        let path = self.manifest_path(n);
+        let previous = self.read_manifest(&path).ok().flatten();
         self.write_manifest(&m, n)?;
         if let Some(old) = previous
             && old.location == Location::Blob
@@ -841,6 +925,17 @@ impl Catalog {
         name: &str,
         mode: ImportMode,
     ) -> Result<ModelEntry, CatalogError> {
+        self.import_with(path, name, mode, ModelExtras::default())
+    }
+
+    fn import_with(
+        &self,
+        path: &Path,
+        name: &str,
+        mode: ImportMode,
+        extras: ModelExtras,
+    ) -> Result<ModelEntry, CatalogError> {
+        extras.check()?;
         let n = self.resolve_name(name)?;
         if n.is_hub() {
             return Err(CatalogError::InvalidName {
@@ -875,7 +970,12 @@ impl Catalog {
                     path: abs,
                     mtime_ns: fsutil::mtime_ns(&meta),
                 };
-                self.commit_manifest(&n, None, meta.len(), source, location, Vec::new())
+                let mut entry =
+                    self.commit_manifest(&n, None, meta.len(), source, location, Vec::new())?;
+                if !extras.is_empty() {
+                    entry = self.set_extras(&n, extras)?;
+                }
+                Ok(entry)
             }
             ImportMode::Copy => {
                 let work = WorkDir::new(&self.dir("tmp"), "import")?;
@@ -903,9 +1003,211 @@ impl Catalog {
                     format: ModelFormat::Gguf,
                     files: Vec::new(),
                 };
-                self.commit_blob(&n, fetched, Location::Blob)
+                let entry = self.commit_blob(&n, fetched, Location::Blob)?;
+                if extras.is_empty() {
+                    return Ok(entry);
+                }
+                let _store = self.store_lock()?;
+                self.set_extras(&n, extras)
             }
         }
+    }
+
+    /// Replace the extras of `n`'s manifest. Call with the store lock held.
+    fn set_extras(&self, n: &ModelName, extras: ModelExtras) -> Result<ModelEntry, CatalogError> {
+        let path = self.manifest_path(n);
+        let Some(mut m) = self.read_manifest(&path)? else {
+            return Err(CatalogError::not_found(&n.to_string()));
+        };
+        m.extras = extras;
+        self.write_manifest(&m, n)?;
+        Ok(self.entry(m, &path))
+    }
+
+    /// Take the per-name locks of `n` for a change that must not wait (`Busy` when held).
+    fn lock_name(
+        &self,
+        n: &ModelName,
+    ) -> Result<(crate::fsutil::KeyGuard<'_>, File), CatalogError> {
+        let key = n.key();
+        let Some(mem) = self.inner.names.try_lock(&key) else {
+            return Err(CatalogError::Busy(n.to_string()));
+        };
+        let Some(file) = fsutil::try_lock_file(&self.name_lock_path(&key))? else {
+            return Err(CatalogError::Busy(n.to_string()));
+        };
+        Ok((mem, file))
+    }
+
+    /// A name a model may be stored under: valid, and local (`hf.co/` names are for pulls).
+    fn local_name(&self, name: &str) -> Result<ModelName, CatalogError> {
+        let n = self.resolve_name(name)?;
+        if n.is_hub() {
+            return Err(CatalogError::InvalidName {
+                name: name.to_owned(),
+                reason: "a created or copied model takes a local name like `mymodel:q4` \
+                         (hf.co/ names are for pulls)"
+                    .to_owned(),
+            });
+        }
+        Ok(n)
+    }
+
+    /// Install `source` again as `destination`, sharing its weights (no second copy), replacing
+    /// any model of that name. Copying a model onto itself changes nothing.
+    pub fn copy(&self, source: &str, destination: &str) -> Result<ModelEntry, CatalogError> {
+        let src = self.resolve_name(source)?;
+        let dst = self.local_name(destination)?;
+        let src_path = self.manifest_path(&src);
+        if src == dst {
+            return match self.read_manifest(&src_path)? {
+                Some(m) => Ok(self.entry(m, &src_path)),
+                None => Err(CatalogError::not_found(&src.to_string())),
+            };
+        }
+        let _held = self.lock_name(&dst)?;
+        let _store = self.store_lock()?;
+        let Some(mut m) = self.read_manifest(&src_path)? else {
+            return Err(CatalogError::not_found(&src.to_string()));
+        };
+        m.name = dst.to_string();
+        m.created = now();
+        self.replace_manifest(&dst, m)
+    }
+
+    /// Whether the blob `sha256:<hex>` is in the store (as a file).
+    pub fn has_blob(&self, digest: &str) -> Result<bool, CatalogError> {
+        let hex = blob_hex(digest)?;
+        Ok(fs::metadata(self.blob_path(hex)).is_ok_and(|m| m.is_file()))
+    }
+
+    /// Store the bytes of `reader` as the blob `digest` (`sha256:<hex>`): written to a
+    /// temporary file, refused when longer than `max_bytes` or when its sha256 differs, moved
+    /// into place only when complete. The blob's size.
+    pub fn put_blob(
+        &self,
+        digest: &str,
+        reader: &mut dyn std::io::Read,
+        max_bytes: u64,
+    ) -> Result<u64, CatalogError> {
+        let hex = blob_hex(digest)?.to_owned();
+        let work = WorkDir::new(&self.dir("tmp"), "upload")?;
+        let out = work.path().join("blob");
+        let dst = File::create(&out).map_err(CatalogError::io("cannot create", &out))?;
+        let mut w = BufWriter::with_capacity(1 << 20, dst);
+        let (actual, size) =
+            fsutil::copy_hashing(reader, &mut w, max_bytes, &|_| {}).map_err(|e| {
+                CatalogError::Invalid {
+                    what: format!("the upload of blob {digest}"),
+                    reason: format!("{e} (the limit is {max_bytes} bytes)"),
+                }
+            })?;
+        w.flush().map_err(CatalogError::io("cannot write", &out))?;
+        let dst = w
+            .into_inner()
+            .map_err(|e| CatalogError::io("cannot write", &out)(e.into_error()))?;
+        dst.sync_all()
+            .map_err(CatalogError::io("cannot sync", &out))?;
+        drop(dst);
+        if actual != hex {
+            return Err(CatalogError::Checksum {
+                what: format!("the upload of blob {digest}"),
+                expected: hex,
+                actual,
+            });
+        }
+        let _store = self.store_lock()?;
+        let blob = self.blob_path(&hex);
+        if !fs::metadata(&blob).is_ok_and(|m| m.is_file() && m.len() == size) {
+            if blob.is_dir() {
+                return Err(CatalogError::Invalid {
+                    what: format!("blob {digest}"),
+                    reason: "a model folder has this digest".to_owned(),
+                });
+            }
+            fs::rename(&out, &blob).map_err(CatalogError::io("cannot move into place", &blob))?;
+            fsutil::sync_dir(&self.dir("blobs"));
+        }
+        Ok(size)
+    }
+
+    /// Make the model `name` (replacing any of that name) from a blob, another model or a
+    /// local GGUF file, with `extras` (over the base model's own, when made from a model).
+    /// A GGUF is validated first; on any failure the store is unchanged.
+    pub fn create(
+        &self,
+        name: &str,
+        from: CreateFrom,
+        extras: ModelExtras,
+    ) -> Result<ModelEntry, CatalogError> {
+        extras.check()?;
+        let n = self.local_name(name)?;
+        match from {
+            CreateFrom::File(path) => self.import_with(&path, name, ImportMode::Copy, extras),
+            CreateFrom::Model(base) => {
+                let base_name = self.resolve_name(&base)?;
+                let base_path = self.manifest_path(&base_name);
+                let _held = self.lock_name(&n)?;
+                let _store = self.store_lock()?;
+                let Some(mut m) = self.read_manifest(&base_path)? else {
+                    return Err(CatalogError::not_found(&base_name.to_string()));
+                };
+                m.extras = m.extras.overlay(&extras);
+                m.extras.check()?;
+                m.source = ModelSource::Derived {
+                    from: base_name.to_string(),
+                };
+                m.name = n.to_string();
+                m.created = now();
+                self.replace_manifest(&n, m)
+            }
+            CreateFrom::Blob(digest) => {
+                let hex = blob_hex(&digest)?.to_owned();
+                let _held = self.lock_name(&n)?;
+                let _store = self.store_lock()?;
+                let blob = self.blob_path(&hex);
+                let meta = match fs::metadata(&blob) {
+                    Ok(m) if m.is_file() => m,
+                    _ => {
+                        return Err(CatalogError::NotFound {
+                            name: digest.clone(),
+                            hint: "no blob with this digest was uploaded; upload it first \
+                                   (POST /api/blobs/<digest>)"
+                                .to_owned(),
+                        });
+                    }
+                };
+                validate_gguf(&blob)?;
+                let m = Manifest {
+                    schema: MANIFEST_SCHEMA,
+                    name: n.to_string(),
+                    digest: Some(format!("sha256:{hex}")),
+                    size: meta.len(),
+                    format: ModelFormat::Gguf,
+                    source: ModelSource::Upload { digest },
+                    location: Location::Blob,
+                    created: now(),
+                    files: Vec::new(),
+                    extras,
+                };
+                self.replace_manifest(&n, m)
+            }
+        }
+    }
+}
+
+fn now() -> String {
+    hearth_time::rfc3339(SystemTime::now(), hearth_time::Precision::Seconds)
+}
+
+/// The hex of a blob digest, which must be exactly `sha256:` and 64 lowercase hex digits.
+pub fn blob_hex(digest: &str) -> Result<&str, CatalogError> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if fsutil::is_sha256_hex(hex) => Ok(hex),
+        _ => Err(CatalogError::Invalid {
+            what: format!("digest {:?}", digest.chars().take(80).collect::<String>()),
+            reason: "a blob digest is `sha256:` followed by 64 lowercase hex digits".to_owned(),
+        }),
     }
 }
 

@@ -5,6 +5,9 @@
 //! `tmp/` (work in progress, each under a held lock file; stale work is removed on open),
 //! `locks/` (per-name and store-wide lock files).
 //!
+//! Blobs uploaded through the API (`put_blob`, checked against their sha256) wait in `blobs/`
+//! until `create` names them in a manifest.
+//!
 //! Invariants (as absences): a blob without a manifest is never listed; no manifest names a blob
 //! that was not verified; no code here reads environment variables; an adopted file is never
 //! deleted or modified.
@@ -19,8 +22,8 @@ mod pip;
 mod registry;
 
 pub use catalog::{
-    Catalog, CatalogConfig, EntryStatus, ImportMode, ModelEntry, ModelSource, PullPhase,
-    PullProgress,
+    Catalog, CatalogConfig, CreateFrom, EntryStatus, ImportMode, MAX_EXTRAS_BYTES, ModelEntry,
+    ModelExtras, ModelSource, PullPhase, PullProgress, blob_hex,
 };
 pub use error::CatalogError;
 pub use hub::{HubConfig, resolve_url};

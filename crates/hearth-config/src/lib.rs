@@ -78,6 +78,30 @@ struct RawModels {
     max_loaded: u32,
     memory_budget: Text,
     pull_default_on_serve: bool,
+    import_dirs: DirList,
+    max_blob_bytes: u64,
+}
+
+/// A list of directories: a TOML array, or (from the environment) one string of
+/// `:`-separated paths.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DirList {
+    List(Vec<String>),
+    Joined(String),
+}
+
+impl DirList {
+    fn paths(&self) -> Vec<String> {
+        match self {
+            DirList::List(v) => v.clone(),
+            DirList::Joined(s) => s
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +157,11 @@ pub struct ModelsConfig {
     pub max_loaded: usize,
     pub memory_budget: MemoryBudget,
     pub pull_default_on_serve: bool,
+    /// Directories whose GGUF files `POST /api/create` may copy from (`from` a path); empty:
+    /// none. Absolute paths.
+    pub import_dirs: Vec<PathBuf>,
+    /// Largest blob `POST /api/blobs/:digest` stores.
+    pub max_blob_bytes: u64,
 }
 
 /// How much memory loaded models may hold.
@@ -411,6 +440,22 @@ impl Config {
         }
         let memory_budget = parse_memory_budget(&raw.models.memory_budget.to_string())
             .map_err(|e| invalid("models.memory_budget", e))?;
+        let import_dirs: Vec<PathBuf> = raw
+            .models
+            .import_dirs
+            .paths()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        if let Some(d) = import_dirs.iter().find(|d| !d.is_absolute()) {
+            return Err(invalid(
+                "models.import_dirs",
+                format!("`{}` is not an absolute path", d.display()),
+            ));
+        }
+        if raw.models.max_blob_bytes == 0 {
+            return Err(invalid("models.max_blob_bytes", "must be at least 1"));
+        }
         if raw.models.max_loaded == 0 {
             return Err(invalid("models.max_loaded", "must be at least 1"));
         }
@@ -438,6 +483,8 @@ impl Config {
                 max_loaded: raw.models.max_loaded as usize,
                 memory_budget,
                 pull_default_on_serve: raw.models.pull_default_on_serve,
+                import_dirs,
+                max_blob_bytes: raw.models.max_blob_bytes,
             },
             engine: EngineConfig {
                 threads: raw.engine.threads as usize,

@@ -113,3 +113,33 @@ fn memory_budgets() {
         MemoryBudget::Bytes(2_000_000_000)
     );
 }
+
+#[test]
+fn import_dirs_and_blob_limit() {
+    let c = Config::load(&sources()).unwrap();
+    assert!(c.models.import_dirs.is_empty(), "none by default");
+    assert_eq!(c.models.max_blob_bytes, 64 << 30);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[models]\nimport_dirs = [\"/srv/models\", \"/mnt/gguf\"]\nmax_blob_bytes = 1000\n",
+    )
+    .unwrap();
+    let mut s = sources();
+    s.explicit_file = Some(file.clone());
+    let c = Config::load(&s).unwrap();
+    let want: Vec<PathBuf> = vec!["/srv/models".into(), "/mnt/gguf".into()];
+    assert_eq!(c.models.import_dirs, want);
+    assert_eq!(c.models.max_blob_bytes, 1000);
+    let mut s = sources();
+    s.env = vec![("HEARTH__MODELS__IMPORT_DIRS".into(), "/a::/b".into())];
+    let want: Vec<PathBuf> = vec!["/a".into(), "/b".into()];
+    assert_eq!(Config::load(&s).unwrap().models.import_dirs, want);
+    for bad in ["import_dirs = [\"relative/dir\"]", "max_blob_bytes = 0"] {
+        std::fs::write(&file, format!("[models]\n{bad}\n")).unwrap();
+        let mut s = sources();
+        s.explicit_file = Some(file.clone());
+        assert!(Config::load(&s).is_err(), "{bad}");
+    }
+}

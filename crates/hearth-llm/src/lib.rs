@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 mod local;
 mod tools;
-pub use local::{LocalConfig, LocalModels};
+pub use local::{DEFAULT_MAX_BLOB_BYTES, LocalConfig, LocalModels};
 
 /// One chat message as the chat template sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -233,6 +233,10 @@ pub struct ModelDetails {
     /// GGUF metadata rendered as `(key, value-as-text)`, large arrays summarised.
     pub metadata: Vec<(String, String)>,
     pub license: Option<String>,
+    /// The system prompt a created model was given (Ollama's `SYSTEM`).
+    pub system: Option<String>,
+    /// Default options a created model was given (Ollama's `PARAMETER`), as `(name, JSON text)`.
+    pub parameters: Vec<(String, String)>,
 }
 
 /// Something a model can be asked to do.
@@ -273,10 +277,21 @@ pub enum LlmError {
         "model `{0}` not found; `hearth pull {0}` fetches it, `hearth list` shows what is here"
     )]
     ModelNotFound(String),
+    /// Something named (a model to pull, a blob) does not exist; the message says what and
+    /// what to do.
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("busy: {0}")]
     Busy(String),
+    /// Something the service depends on (a package index, a model hub) failed; the message says
+    /// what and is meant for the user.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The operation is not offered by this model service.
+    #[error("{0} is not supported by this server")]
+    NotSupported(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -328,6 +343,66 @@ pub struct Embeddings {
     pub total_duration: Duration,
 }
 
+/// Progress of a pull, in order: `Resolving`, any number of `Downloading`, `Verifying`,
+/// `Writing`, then `Done` or, at any point, `Error` (which ends the stream).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullEvent {
+    /// Finding what to download.
+    Resolving,
+    /// Bytes of the model's file; `digest` (`sha256:<hex>`) when known ahead of time.
+    Downloading {
+        digest: Option<String>,
+        completed: u64,
+        total: Option<u64>,
+    },
+    /// Checking the download against its digest and format.
+    Verifying,
+    /// Recording the model in the store.
+    Writing,
+    /// Installed; `digest` of what was installed.
+    Done {
+        digest: String,
+    },
+    Error(LlmError),
+}
+
+/// The receiving end of a pull. Dropping it does not cancel the pull: a pull always finishes
+/// or fails whole, and the store never holds half of one.
+pub type PullStream = tokio::sync::mpsc::UnboundedReceiver<PullEvent>;
+
+/// The bytes of an upload, in order; an `Err` (the client went away, a read failed) aborts it.
+pub type BlobChunks = tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>;
+
+/// What a created model is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateSource {
+    /// An uploaded GGUF blob, `sha256:<64 lowercase hex>`.
+    Blob(String),
+    /// An installed model (the new one shares its weights), or a path of a GGUF file on the
+    /// server, which is allowed only inside the directories the server's settings list.
+    From(String),
+}
+
+/// A request to create a model: weights from `source`, plus what a Modelfile adds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateRequest {
+    pub model: String,
+    pub source: CreateSource,
+    pub template: Option<String>,
+    pub system: Option<String>,
+    pub license: Option<String>,
+    /// Default options by Ollama option name.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a finished create reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub name: String,
+    /// `sha256:<hex>` of the weights.
+    pub digest: String,
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the server asks of models. Implemented by the embedded engine's model manager.
@@ -347,4 +422,41 @@ pub trait ModelService: Send + Sync + 'static {
         model: &str,
         keep_alive: Option<Duration>,
     ) -> BoxFuture<'_, Result<Duration, LlmError>>;
+
+    /// Download `model` (unless installed), reporting progress. A bad name fails at once; later
+    /// failures arrive as [`PullEvent::Error`].
+    fn pull(&self, model: &str) -> BoxFuture<'_, Result<PullStream, LlmError>> {
+        let _ = model;
+        Box::pin(async { Err(LlmError::NotSupported("pulling models")) })
+    }
+
+    /// Remove `model` (unloading it first when loaded).
+    fn delete(&self, model: &str) -> BoxFuture<'_, Result<(), LlmError>> {
+        let _ = model;
+        Box::pin(async { Err(LlmError::NotSupported("deleting models")) })
+    }
+
+    /// Install `source` again as `destination`, sharing its weights.
+    fn copy(&self, source: &str, destination: &str) -> BoxFuture<'_, Result<(), LlmError>> {
+        let _ = (source, destination);
+        Box::pin(async { Err(LlmError::NotSupported("copying models")) })
+    }
+
+    /// Whether the blob `digest` (`sha256:<hex>`) is stored.
+    fn has_blob(&self, digest: &str) -> BoxFuture<'_, Result<bool, LlmError>> {
+        let _ = digest;
+        Box::pin(async { Err(LlmError::NotSupported("blobs")) })
+    }
+
+    /// Store the upload `data` as the blob `digest`, checked against it; its size.
+    fn put_blob(&self, digest: &str, data: BlobChunks) -> BoxFuture<'_, Result<u64, LlmError>> {
+        let _ = (digest, data);
+        Box::pin(async { Err(LlmError::NotSupported("blobs")) })
+    }
+
+    /// Create (or replace) a model.
+    fn create(&self, req: CreateRequest) -> BoxFuture<'_, Result<Created, LlmError>> {
+        let _ = req;
+        Box::pin(async { Err(LlmError::NotSupported("creating models")) })
+    }
 }

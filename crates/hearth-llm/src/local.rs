@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use hearth_catalog::{Catalog, CatalogError, ModelEntry, ModelFormat};
+use hearth_catalog::{Catalog, CatalogError, CreateFrom, ModelEntry, ModelExtras, ModelFormat};
 use hearth_engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, GenerateRequest, SamplingParams,
     TokenLogprobs,
@@ -24,9 +24,10 @@ use tokio::sync::{OnceCell, mpsc};
 
 use crate::tools::{Mode, Outcome, ToolOutput};
 use crate::{
-    BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, EmbedInput, EmbedRequest,
-    Embeddings, FinishReason, GenerationOptions, GenerationStream, LlmError, ModelDetails,
-    ModelInfo, ModelService, OutputFormat, RunningModel, StreamEvent, TokenLogprob,
+    BlobChunks, BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, CreateRequest,
+    CreateSource, Created, EmbedInput, EmbedRequest, Embeddings, FinishReason, GenerationOptions,
+    GenerationStream, LlmError, ModelDetails, ModelInfo, ModelService, OutputFormat, PullEvent,
+    PullStream, RunningModel, StreamEvent, TokenLogprob,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -205,7 +206,14 @@ pub struct LocalModels {
     slots: Mutex<HashMap<String, Slot>>,
     /// GGUF summaries by file, so listing does not re-read headers.
     summaries: Mutex<HashMap<PathBuf, (SystemTime, Arc<ModelDetails>)>>,
+    /// Canonical directories whose GGUF files `create` may copy from.
+    import_dirs: Vec<PathBuf>,
+    /// Largest blob an upload may store.
+    max_blob_bytes: u64,
 }
+
+/// Largest uploaded blob by default (64 GiB).
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 64 << 30;
 
 fn internal(e: impl std::fmt::Display) -> LlmError {
     LlmError::Internal(e.to_string())
@@ -214,7 +222,12 @@ fn internal(e: impl std::fmt::Display) -> LlmError {
 fn catalog_error(e: CatalogError) -> LlmError {
     match e {
         CatalogError::NotFound { name, .. } => LlmError::ModelNotFound(name),
-        CatalogError::InvalidName { .. } => LlmError::BadRequest(e.to_string()),
+        CatalogError::InvalidName { .. }
+        | CatalogError::Invalid { .. }
+        | CatalogError::Checksum { .. }
+        | CatalogError::Changed { .. } => LlmError::BadRequest(e.to_string()),
+        CatalogError::Busy(_) => LlmError::Busy(e.to_string()),
+        CatalogError::Source(_) => LlmError::Unavailable(e.to_string()),
         other => internal(other),
     }
 }
@@ -329,7 +342,139 @@ fn summarize(entry: &ModelEntry, g: &Gguf) -> ModelDetails {
             .ok()
             .flatten()
             .map(str::to_owned),
+        system: None,
+        parameters: Vec::new(),
     }
+}
+
+/// A created model's template, system prompt, license and parameters over its file's own.
+fn with_extras(d: &mut ModelDetails, x: &ModelExtras) {
+    if let Some(t) = &x.template {
+        d.chat_template = Some(t.clone());
+    }
+    if let Some(l) = &x.license {
+        d.license = Some(l.clone());
+    }
+    d.system.clone_from(&x.system);
+    d.parameters = x
+        .parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+}
+
+/// Sends a pull's progress as [`PullEvent`]s; remembers what was sent so an already installed
+/// model still reports every step.
+struct PullReporter {
+    tx: mpsc::UnboundedSender<PullEvent>,
+    digest: Option<String>,
+    state: Mutex<(bool, bool)>,
+}
+
+impl PullReporter {
+    fn send(&self, e: PullEvent) {
+        // A client that went away stops listening; the pull itself goes on to the end.
+        let _ = self.tx.send(e);
+    }
+
+    fn progress(&self, p: hearth_catalog::PullProgress) {
+        use hearth_catalog::PullPhase;
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        match p.phase {
+            PullPhase::Waiting | PullPhase::Done => {}
+            PullPhase::Downloading | PullPhase::Extracting => {
+                state.0 = true;
+                self.send(PullEvent::Downloading {
+                    digest: self.digest.clone(),
+                    completed: p.done,
+                    total: p.total,
+                });
+            }
+            PullPhase::Verifying => {
+                if !state.1 {
+                    state.1 = true;
+                    self.send(PullEvent::Verifying);
+                }
+            }
+        }
+    }
+
+    fn finish(&self, result: Result<ModelEntry, CatalogError>) {
+        let entry = match result {
+            Ok(e) => e,
+            // Not found when pulling: not in the registry or on the hub (the catalog says).
+            Err(e @ CatalogError::NotFound { .. }) => {
+                return self.send(PullEvent::Error(LlmError::NotFound(e.to_string())));
+            }
+            Err(e) => return self.send(PullEvent::Error(catalog_error(e))),
+        };
+        let digest = entry.digest.clone().unwrap_or_default();
+        let (downloaded, verified) = self.state.lock().map(|s| *s).unwrap_or((true, true));
+        if !downloaded {
+            self.send(PullEvent::Downloading {
+                digest: entry.digest.clone(),
+                completed: entry.size,
+                total: Some(entry.size),
+            });
+        }
+        if !verified {
+            self.send(PullEvent::Verifying);
+        }
+        self.send(PullEvent::Writing);
+        self.send(PullEvent::Done { digest });
+    }
+}
+
+/// The sha256 the registry lists for a single-file model, when the name is one of its own.
+fn registry_digest(catalog: &Catalog, name: &hearth_catalog::ModelName) -> Option<String> {
+    let hearth_catalog::ModelName::Local { family, tag } = name else {
+        return None;
+    };
+    let entry = catalog.registry().find(family, tag)?;
+    let hearth_catalog::RegistrySource::Pip { members, .. } = &entry.source;
+    match members.as_slice() {
+        [one] => Some(format!("sha256:{}", one.sha256.to_ascii_lowercase())),
+        _ => None,
+    }
+}
+
+/// The bytes of an upload as a blocking reader (for the catalog, on a blocking thread).
+struct ChunkReader {
+    rx: BlobChunks,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.chunk.len() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let rest = self.chunk.get(self.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf.get_mut(..n)
+            .unwrap_or_default()
+            .copy_from_slice(rest.get(..n).unwrap_or_default());
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Whether `from` is meant as a file path rather than a model name (`hf.co/…` names have
+/// slashes too, but never start with one).
+fn looks_like_path(from: &str) -> bool {
+    from.starts_with(['/', '.', '~'])
+        || from.contains('\\')
+        || (from.contains('/') && !from.starts_with("hf.co/"))
 }
 
 /// Memory a model will hold once loaded, estimated before loading it: its weights as stored
@@ -359,6 +504,8 @@ fn folder_details(entry: &ModelEntry) -> ModelDetails {
         chat_template: None,
         metadata: Vec::new(),
         license: None,
+        system: None,
+        parameters: Vec::new(),
     }
 }
 
@@ -375,14 +522,79 @@ impl LocalModels {
             config,
             slots: Mutex::new(HashMap::new()),
             summaries: Mutex::new(HashMap::new()),
+            import_dirs: Vec::new(),
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
         }
+    }
+
+    /// Directories whose GGUF files `create` may copy from (`from` a path). Each is
+    /// canonicalized now; one that does not exist is left out (with a warning).
+    pub fn with_import_dirs(mut self, dirs: &[PathBuf]) -> Self {
+        self.import_dirs = dirs
+            .iter()
+            .filter_map(|d| match std::fs::canonicalize(d) {
+                Ok(c) if c.is_dir() => Some(c),
+                _ => {
+                    tracing::warn!(dir = %d.display(), "models.import_dirs: not a directory; ignored");
+                    None
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// Largest blob an upload may store.
+    pub fn with_max_blob_bytes(mut self, max: u64) -> Self {
+        self.max_blob_bytes = max;
+        self
+    }
+
+    /// The GGUF file `from` names when it is a path inside an import directory. Any other path
+    /// (missing, outside, through `..` or a symlink that leads out) gets the same error, so the
+    /// answer says nothing about what exists outside those directories.
+    fn import_path(&self, from: &str) -> Result<PathBuf, LlmError> {
+        let refused = || {
+            LlmError::BadRequest(
+                "`from` must name an installed model, or a GGUF file inside a directory listed \
+                 in the server's models.import_dirs setting"
+                    .to_owned(),
+            )
+        };
+        let path = Path::new(from);
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(refused());
+        }
+        let canonical = std::fs::canonicalize(path).map_err(|_| refused())?;
+        let inside = self.import_dirs.iter().any(|d| canonical.starts_with(d));
+        if !inside || !canonical.is_file() {
+            return Err(refused());
+        }
+        Ok(canonical)
     }
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
+    /// What `list` and `show` report of an installed model: its file's summary (cached by
+    /// file, which copies share) under the entry's own name, with the entry's extras.
     fn details_of(&self, entry: &ModelEntry) -> Result<Arc<ModelDetails>, LlmError> {
+        let summary = self.summary_of(entry)?;
+        if summary.info.name == entry.name && entry.extras.is_empty() {
+            return Ok(summary);
+        }
+        let mut d = (*summary).clone();
+        d.info.name.clone_from(&entry.name);
+        d.info.modified_at = entry.modified;
+        with_extras(&mut d, &entry.extras);
+        Ok(Arc::new(d))
+    }
+
+    fn summary_of(&self, entry: &ModelEntry) -> Result<Arc<ModelDetails>, LlmError> {
         if entry.format != ModelFormat::Gguf {
             return Ok(Arc::new(folder_details(entry)));
         }
@@ -398,6 +610,15 @@ impl LocalModels {
             cache.insert(entry.path.clone(), (entry.modified, details.clone()));
         }
         Ok(details)
+    }
+
+    /// Unload `name` if it is loaded (requests in flight finish on their own handle).
+    fn unload(&self, name: &str) {
+        if let Ok(mut slots) = self.slots.lock()
+            && slots.remove(name).is_some()
+        {
+            tracing::info!(model = %name, "unloaded");
+        }
     }
 
     /// The loaded model for `name`, loading it if needed. Marks it used now.
@@ -1154,6 +1375,122 @@ impl ModelService for LocalModels {
                 prompt_tokens,
                 load_duration,
                 total_duration: started.elapsed(),
+            })
+        })
+    }
+
+    fn pull(&self, model: &str) -> BoxFuture<'_, Result<PullStream, LlmError>> {
+        let model = model.to_owned();
+        Box::pin(async move {
+            let name = self.catalog.resolve_name(&model).map_err(catalog_error)?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let reporter = PullReporter {
+                tx,
+                digest: registry_digest(&self.catalog, &name),
+                state: Mutex::new((false, false)),
+            };
+            reporter.send(PullEvent::Resolving);
+            let catalog = self.catalog.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = catalog.pull(&model, &|p| reporter.progress(p));
+                reporter.finish(result);
+            });
+            Ok(rx)
+        })
+    }
+
+    fn delete(&self, model: &str) -> BoxFuture<'_, Result<(), LlmError>> {
+        let model = model.to_owned();
+        Box::pin(async move {
+            let name = self
+                .catalog
+                .resolve_name(&model)
+                .map_err(catalog_error)?
+                .to_string();
+            self.unload(&name);
+            let catalog = self.catalog.clone();
+            tokio::task::spawn_blocking(move || catalog.remove(&name))
+                .await
+                .map_err(internal)?
+                .map_err(catalog_error)?;
+            Ok(())
+        })
+    }
+
+    fn copy(&self, source: &str, destination: &str) -> BoxFuture<'_, Result<(), LlmError>> {
+        let (source, destination) = (source.to_owned(), destination.to_owned());
+        let catalog = self.catalog.clone();
+        Box::pin(async move {
+            let name = tokio::task::spawn_blocking(move || catalog.copy(&source, &destination))
+                .await
+                .map_err(internal)?
+                .map_err(catalog_error)?
+                .name;
+            // A model loaded under the replaced name must not keep serving the old weights.
+            self.unload(&name);
+            Ok(())
+        })
+    }
+
+    fn has_blob(&self, digest: &str) -> BoxFuture<'_, Result<bool, LlmError>> {
+        let result = self.catalog.has_blob(digest).map_err(catalog_error);
+        Box::pin(async move { result })
+    }
+
+    fn put_blob(&self, digest: &str, data: BlobChunks) -> BoxFuture<'_, Result<u64, LlmError>> {
+        let digest = digest.to_owned();
+        let catalog = self.catalog.clone();
+        let max = self.max_blob_bytes;
+        Box::pin(async move {
+            hearth_catalog::blob_hex(&digest).map_err(catalog_error)?;
+            tokio::task::spawn_blocking(move || {
+                let mut reader = ChunkReader {
+                    rx: data,
+                    chunk: Vec::new(),
+                    at: 0,
+                };
+                catalog.put_blob(&digest, &mut reader, max)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(catalog_error)
+        })
+    }
+
+    fn create(&self, req: CreateRequest) -> BoxFuture<'_, Result<Created, LlmError>> {
+        Box::pin(async move {
+            let from = match req.source {
+                CreateSource::Blob(digest) => CreateFrom::Blob(digest),
+                CreateSource::From(from) if looks_like_path(&from) => {
+                    CreateFrom::File(self.import_path(&from)?)
+                }
+                CreateSource::From(from) => CreateFrom::Model(from),
+            };
+            let extras = ModelExtras {
+                template: req.template,
+                system: req.system,
+                license: req.license,
+                parameters: req.parameters,
+            };
+            let blob = match &from {
+                CreateFrom::Blob(d) => Some(d.clone()),
+                _ => None,
+            };
+            let catalog = self.catalog.clone();
+            let model = req.model;
+            let entry = tokio::task::spawn_blocking(move || catalog.create(&model, from, extras))
+                .await
+                .map_err(internal)?
+                .map_err(|e| match (e, blob) {
+                    (CatalogError::NotFound { .. }, Some(d)) => LlmError::NotFound(format!(
+                        "blob {d} not found; upload it first (POST /api/blobs/{d})"
+                    )),
+                    (e, _) => catalog_error(e),
+                })?;
+            self.unload(&entry.name);
+            Ok(Created {
+                name: entry.name,
+                digest: entry.digest.unwrap_or_default(),
             })
         })
     }

@@ -83,6 +83,12 @@ impl ApiError {
                 Some("model_not_found"),
                 Some("model".to_owned()),
             ),
+            ApiError::Llm(LlmError::NotFound(_)) => user(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("not_found"),
+                None,
+            ),
             ApiError::Llm(LlmError::BadRequest(_)) => {
                 user(StatusCode::BAD_REQUEST, "invalid_request_error", None, None)
             }
@@ -96,6 +102,18 @@ impl ApiError {
                     ..user(status, "server_busy_error", Some("server_busy"), None)
                 }
             }
+            ApiError::Llm(LlmError::Unavailable(_)) => user(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                Some("upstream_unavailable"),
+                None,
+            ),
+            ApiError::Llm(LlmError::NotSupported(_)) => user(
+                StatusCode::NOT_IMPLEMENTED,
+                "invalid_request_error",
+                Some("not_supported"),
+                None,
+            ),
             ApiError::Json { path, .. } => user(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",

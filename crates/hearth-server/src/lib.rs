@@ -6,8 +6,8 @@
 //!
 //! Code map: `error` maps every failure to a status and body, once; `body` is the JSON extractor;
 //! `generation` turns a [`hearth_llm::GenerationStream`] into a response body (the body owns the
-//! stream, so a client that goes away cancels its generation); `openai`, `ollama` and
-//! `embeddings` hold the handlers and the hand-written conversions between wire and domain
+//! stream, so a client that goes away cancels its generation); `openai`, `ollama`,
+//! `manage` (pull, delete, copy, blobs, create) and `embeddings` hold the handlers and the hand-written conversions between wire and domain
 //! types; `metrics` is the Prometheus text endpoint; `wire` has ids, timestamps and durations.
 #![forbid(unsafe_code)]
 
@@ -15,6 +15,7 @@ mod body;
 mod embeddings;
 mod error;
 mod generation;
+mod manage;
 mod metrics;
 mod ollama;
 mod openai;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, head, post};
 use hearth_llm::ModelService;
 
 pub use error::{ApiError, BUSY_RETRY_AFTER_SECS, Classified, Family, OllamaError, OpenAiError};
@@ -95,25 +96,62 @@ async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> axum::res
     }
 }
 
+/// Every route: its path as the router matches it, and its handlers. The OpenAPI document
+/// (`hearth_api_types::openapi`) lists the same routes; a test holds the two together.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/v1/chat/completions", post(openai::chat_completions)),
+        ("/v1/completions", post(openai::completions)),
+        ("/v1/embeddings", post(embeddings::openai)),
+        ("/v1/models", get(openai::list_models)),
+        ("/v1/models/{*id}", get(openai::get_model)),
+        ("/api/chat", post(ollama::chat)),
+        ("/api/generate", post(ollama::generate)),
+        ("/api/embed", post(embeddings::ollama_embed)),
+        ("/api/embeddings", post(embeddings::ollama_embeddings)),
+        ("/api/tags", get(ollama::tags)),
+        ("/api/show", post(ollama::show)),
+        ("/api/ps", get(ollama::ps)),
+        ("/api/version", get(ollama::version)),
+        ("/api/pull", post(manage::pull)),
+        ("/api/delete", delete(manage::delete)),
+        ("/api/copy", post(manage::copy)),
+        ("/api/create", post(manage::create)),
+        (
+            "/api/blobs/{digest}",
+            head(manage::blob_exists).post(manage::blob_upload),
+        ),
+        ("/healthz", get(|| async { "ok" })),
+        ("/metrics", get(metrics::scrape)),
+        ("/openapi.json", get(openapi)),
+    ]
+}
+
+/// The paths [`router`] serves, as it matches them (`{name}` a segment, `{*name}` the rest).
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document, generated once from the wire types.
+async fn openapi() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOC.get_or_init(hearth_api_types::openapi::document_text);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text.as_str(),
+    )
+        .into_response()
+}
+
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/embeddings", post(embeddings::openai))
-        .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{*id}", get(openai::get_model))
-        .route("/api/chat", post(ollama::chat))
-        .route("/api/generate", post(ollama::generate))
-        .route("/api/embed", post(embeddings::ollama_embed))
-        .route("/api/embeddings", post(embeddings::ollama_embeddings))
-        .route("/api/tags", get(ollama::tags))
-        .route("/api/show", post(ollama::show))
-        .route("/api/ps", get(ollama::ps))
-        .route("/api/version", get(ollama::version))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics::scrape))
+    let mut router = Router::new();
+    for (path, handlers) in routes() {
+        router = router.route(path, handlers);
+    }
+    router
         .fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

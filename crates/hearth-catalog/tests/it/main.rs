@@ -2,6 +2,7 @@
 //! scripted stand-in otherwise), hub downloads from a local HTTP server, imports, removal, locking.
 #![expect(clippy::unwrap_used, reason = "tests fail loudly")]
 
+mod create;
 mod folder;
 mod support;
 

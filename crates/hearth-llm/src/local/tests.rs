@@ -573,3 +573,20 @@ async fn response_formats_constrain_chat_output() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn create_from_tells_paths_from_model_names() {
+    for (from, path) in [
+        ("smollm2:135m", false),
+        ("mymodel", false),
+        ("hf.co/owner/repo:file.gguf", false),
+        ("/srv/models/a.gguf", true),
+        ("../../etc/passwd", true),
+        ("./a.gguf", true),
+        ("~/a.gguf", true),
+        ("dir/a.gguf", true),
+        ("C:\\models\\a.gguf", true),
+    ] {
+        assert_eq!(super::looks_like_path(from), path, "{from}");
+    }
+}

@@ -4,13 +4,16 @@
     HEARTH_URL=http://127.0.0.1:11434 HEARTH_MODEL=smollm2:135m \
         pytest crates/hearth-server/tests/clients/test_clients.py
 
-HEARTH_URL is the server's base URL (no /v1); HEARTH_MODEL a model it serves; HEARTH_EMBED_MODEL
+HEARTH_URL is the server's base URL (no /v1); HEARTH_MODEL a model it serves (installed: the
+management tests pull it again, expecting no download); HEARTH_TEST_MODEL the path of that model's
+GGUF file on this machine (the create/copy/delete tests upload it; they skip without it); HEARTH_EMBED_MODEL
 an embedding model (default all-minilm:l6-v2; its tests skip when the server lists no such model).
 Without HEARTH_URL every test is skipped. The tests assert shapes and non-empty content, never the text itself, so
 they hold for any model (and for the scripted stand-in `examples/scripted_server.rs`).
 """
 
 import base64
+import hashlib
 import json
 import math
 import os
@@ -334,3 +337,106 @@ def test_ollama_embeddings_legacy(oll, embed_model):
     a = oll.embeddings(model=embed_model, prompt=PAIR[0]).embedding
     b = oll.embeddings(model=embed_model, prompt=PAIR[1]).embedding
     check_pair([a, b])
+
+
+# ---------- ollama model management ----------
+
+MODEL_FILE = os.environ.get("HEARTH_TEST_MODEL", "")
+
+
+def tags(oll):
+    return {m.model: m for m in oll.list().models}
+
+
+def test_ollama_pull_installed_model_streams_progress(oll):
+    parts = list(oll.pull(MODEL, stream=True))
+    statuses = [p.status for p in parts]
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    files = [p for p in parts if p.digest]
+    assert files, statuses
+    for p in files:
+        assert p.digest.startswith("sha256:") and len(p.digest) == 71
+        assert p.status == "pulling " + p.digest[7:19]
+    last = files[-1]
+    assert last.total and last.completed == last.total
+    # What was pulled is what the server lists.
+    listed = tags(oll)[MODEL]
+    assert listed.digest == last.digest[7:]
+    assert listed.size == last.total
+    # Not streamed: one final object.
+    assert oll.pull(MODEL).status == "success"
+
+
+def test_ollama_pull_unknown_model_is_an_error(oll):
+    import ollama
+
+    with pytest.raises(ollama.ResponseError) as e:
+        list(oll.pull("no-such-model:0b", stream=True))
+    assert "no-such-model:0b" in str(e.value)
+    with pytest.raises(ollama.ResponseError) as e:
+        oll.pull("no-such-model:0b")
+    assert e.value.status_code == 404
+
+
+def file_digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+@pytest.mark.skipif(not MODEL_FILE, reason="HEARTH_TEST_MODEL is not set: no GGUF to upload")
+def test_ollama_create_show_copy_delete(oll):
+    import ollama
+
+    created, copied = "hearth-client-test:created", "hearth-client-test:copy"
+    digest = oll.create_blob(MODEL_FILE)
+    assert digest == file_digest(MODEL_FILE)
+    try:
+        parts = list(
+            oll.create(
+                model=created,
+                files={"model.gguf": digest},
+                system="You are terse.",
+                parameters={"temperature": 0.1, "stop": ["<x>"]},
+                stream=True,
+            )
+        )
+        assert [p.status for p in parts][-2:] == ["writing manifest", "success"]
+        assert any(digest in (p.status or "") for p in parts)
+
+        r = oll.show(created)
+        assert r.details.family == "llama"
+        assert r.details.format == "gguf"
+        assert "completion" in r.capabilities
+        assert r.template, "the GGUF's own chat template"
+        assert 'SYSTEM """You are terse."""' in r.modelfile
+        params = [line.split(None, 1) for line in r.parameters.splitlines()]
+        assert params == [["stop", '"<x>"'], ["temperature", "0.1"]]
+        assert tags(oll)[created].digest == digest[7:]
+
+        assert oll.copy(created, copied).status == "success"
+        listed = tags(oll)
+        assert listed[copied].digest == listed[created].digest
+        assert listed[copied].size == os.path.getsize(MODEL_FILE)
+        # The copy is a working model.
+        out = oll.generate(model=copied, prompt="Hello", options={"num_predict": 4})
+        assert out.done and out.eval_count > 0
+
+        with pytest.raises(ollama.ResponseError) as e:
+            oll.copy("no-such-model:0b", "hearth-client-test:x")
+        assert e.value.status_code == 404
+    finally:
+        for name in (copied, created):
+            try:
+                oll.delete(name)
+            except ollama.ResponseError:
+                pass
+    listed = tags(oll)
+    assert created not in listed and copied not in listed
+    assert MODEL in listed, "the model the blob came from is untouched"
+    with pytest.raises(ollama.ResponseError) as e:
+        oll.delete(created)
+    assert e.value.status_code == 404

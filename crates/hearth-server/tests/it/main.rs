@@ -9,6 +9,8 @@
 )]
 
 mod http;
+mod manage;
+mod openapi;
 mod scripted;
 
 use std::time::Duration;

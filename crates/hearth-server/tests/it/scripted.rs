@@ -225,6 +225,8 @@ impl ModelService for ScriptedModels {
                     ("llama.rope.freq_base".to_owned(), "100000.5".to_owned()),
                 ],
                 license: Some("apache-2.0".to_owned()),
+                system: None,
+                parameters: Vec::new(),
             })
         })
     }
