@@ -994,7 +994,12 @@ fn event(i: u64, time: SystemTime) -> NewEvent {
         actor: format!("user-{}", i % 3),
         action: "auth.login".into(),
         target: format!("session-{i}"),
-        outcome: if i.is_multiple_of(2) { "success" } else { "failure" }.into(),
+        outcome: if i.is_multiple_of(2) {
+            "success"
+        } else {
+            "failure"
+        }
+        .into(),
         client_address: (!i.is_multiple_of(4)).then(|| "198.51.100.1".to_owned()),
         detail: format!("{{\"i\":{i}}}"),
     }
