@@ -6,7 +6,7 @@
 //! hearth_store::contract_tests!(fresh);
 //! ```
 //!
-//! and gets one `#[tokio::test]` per body in [`ALL`]'s order (`fresh` answers `None` to skip).
+//! and gets one multi-threaded `#[tokio::test]` per body (`fresh` answers `None` to skip).
 #![expect(
     clippy::unwrap_used,
     reason = "test bodies: a failed expectation is a failed test"
