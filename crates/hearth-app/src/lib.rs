@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod client;
 pub mod commands;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,14 @@ pub enum AppError {
     Llm(#[from] LlmError),
     #[error(transparent)]
     Client(#[from] client::ClientError),
+    #[error(
+        "cannot open the database: {source} (setting `database.url`, or `hearth serve --database URL`)"
+    )]
+    Store {
+        /// Without its password.
+        url: String,
+        source: hearth_store::StoreError,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -128,12 +137,29 @@ pub async fn shutdown_signal() {
 }
 
 /// Serve the HTTP API on `listener` until `shutdown` resolves; then stop accepting, let
-/// in-flight responses finish, and stop the background tasks.
+/// in-flight responses finish, and stop the background tasks. Opens (and migrates) the
+/// database `config.database` names first.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    let stores = store::open_store(&config.database).await?;
+    run_with(config, stores, listener, shutdown).await
+}
+
+/// [`run`] with the database already open.
+pub async fn run_with(
+    config: Config,
+    stores: hearth_store::Stores,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    tracing::info!(
+        backend = stores.backend,
+        url = %config.database.redacted_url(),
+        "database open"
+    );
     let catalog = open_catalog(&config)?;
     let models = Arc::new(local_models(&config, catalog));
     let state = AppState {
@@ -168,6 +194,8 @@ pub async fn run(
         .await;
     let _ = stop_rx.changed().await;
     let _ = reaper.await;
+    // Held until here for the account routes to come; dropping it closes the connections.
+    drop(stores);
     served.map_err(AppError::Io)
 }
 

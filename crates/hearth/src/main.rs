@@ -24,6 +24,9 @@ struct Cli {
     /// Server address for `serve`, and where `run` and `ps` look for a server.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Accounts database: sqlite:///path/hearth.db or postgres://user:password@host/db.
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +94,7 @@ fn main() -> std::process::ExitCode {
         config_file: cli.config,
         home: cli.home,
         listen: cli.listen,
+        database: cli.database,
     };
     let result = match cli.command {
         Command::Serve => commands::serve(&global),
