@@ -358,17 +358,28 @@ impl Llama {
         let mut o = vec![0f32; n * d];
         let mut gate = vec![0f32; n * c.n_ff];
         let mut up = vec![0f32; n * c.n_ff];
+        // Steps of several sequences (batched decoding) use the integer kernels of a few tokens;
+        // one sequence alone keeps float activations, so its log-probabilities stay within 1e-5
+        // of a float64 reference (see `kernels::matmul_int` for the cost).
+        let several = batch.iter().filter(|e| !e.tokens.is_empty()).count() > 1;
+        let matmul = |w: &QMatrix, x: &[f32], n: usize, out: &mut [f32]| {
+            if several {
+                kernels::matmul_int(pool, w, x, n, out);
+            } else {
+                kernels::matmul(pool, w, x, n, out);
+            }
+        };
 
         for (li, layer) in self.layers.iter().enumerate() {
             h.copy_from_slice(&x);
             kernels::rms_norm(&mut h, &layer.attn_norm, c.rms_eps);
             // Independent products run as one parallel region (one wait instead of three).
             rayon::join(
-                || kernels::matmul(pool, &layer.wq, &h, n, &mut q),
+                || matmul(&layer.wq, &h, n, &mut q),
                 || {
                     rayon::join(
-                        || kernels::matmul(pool, &layer.wk, &h, n, &mut k),
-                        || kernels::matmul(pool, &layer.wv, &h, n, &mut v),
+                        || matmul(&layer.wk, &h, n, &mut k),
+                        || matmul(&layer.wv, &h, n, &mut v),
                     )
                 },
             );
@@ -395,7 +406,7 @@ impl Llama {
                 .map(|e| (e.cache.k[li].as_slice(), e.cache.v[li].as_slice()))
                 .collect();
             self.attention(pool, &q, &views, &token_pos, &mut att);
-            kernels::matmul(pool, &layer.wo, &att, n, &mut o);
+            matmul(&layer.wo, &att, n, &mut o);
             for (xi, oi) in x.iter_mut().zip(&o) {
                 *xi += oi;
             }
@@ -403,11 +414,11 @@ impl Llama {
             h.copy_from_slice(&x);
             kernels::rms_norm(&mut h, &layer.ffn_norm, c.rms_eps);
             rayon::join(
-                || kernels::matmul(pool, &layer.w_gate, &h, n, &mut gate),
-                || kernels::matmul(pool, &layer.w_up, &h, n, &mut up),
+                || matmul(&layer.w_gate, &h, n, &mut gate),
+                || matmul(&layer.w_up, &h, n, &mut up),
             );
             kernels::swiglu(&mut gate, &up);
-            kernels::matmul(pool, &layer.w_down, &gate, n, &mut o);
+            matmul(&layer.w_down, &gate, n, &mut o);
             for (xi, oi) in x.iter_mut().zip(&o) {
                 *xi += oi;
             }
@@ -436,7 +447,7 @@ impl Llama {
         let out = self.output.as_ref().unwrap_or(&self.tok_embd);
         let vocab = c.vocab_size;
         let mut logits = vec![0f32; rows.len() * vocab];
-        kernels::matmul(pool, out, &normed, rows.len(), &mut logits);
+        matmul(out, &normed, rows.len(), &mut logits);
         let mut result = Vec::with_capacity(batch.len());
         let mut at = 0;
         for count in counts {
