@@ -161,21 +161,60 @@ pub fn quantize_acts(x: &[f32], n: usize, cols: usize) -> QuantizedActs {
         n,
         cols,
     };
-    for (i, (xb, qb)) in x
-        .chunks_exact(32)
-        .zip(a.q.chunks_exact_mut(32))
-        .take(n * blocks)
-        .enumerate()
-    {
-        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
-        for (q, &v) in qb.iter_mut().zip(xb) {
-            *q = (v * inv).round().clamp(-32767.0, 32767.0) as i16;
-        }
-        a.d[i] = amax / 32767.0;
-        a.s[i] = xb.iter().sum();
+    let x = &x[..(n * cols).min(x.len())];
+    #[cfg(target_arch = "x86_64")]
+    if enabled() {
+        // SAFETY: `enabled` saw AVX-512F/BW.
+        unsafe { quantize_avx512(x, &mut a.q, &mut a.d, &mut a.s) };
+        return a;
     }
+    quantize_blocks(x, &mut a.q, &mut a.d, &mut a.s);
     a
+}
+
+/// [`quantize_blocks`] compiled for AVX-512, where the compiler vectorises it.
+///
+/// # Safety
+/// AVX-512F/BW are available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+unsafe fn quantize_avx512(x: &[f32], q: &mut [i16], d: &mut [f32], s: &mut [f32]) {
+    quantize_blocks(x, q, d, s);
+}
+
+/// Each block of 32 floats of `x` into 16-bit integers `q`, its scale `d` and its sum `s`, with
+/// operations that give the same bits however the compiler vectorises them.
+#[inline(always)]
+fn quantize_blocks(x: &[f32], q: &mut [i16], d: &mut [f32], s: &mut [f32]) {
+    for (((xb, qb), dd), ss) in x
+        .chunks_exact(32)
+        .zip(q.chunks_exact_mut(32))
+        .zip(d.iter_mut())
+        .zip(s.iter_mut())
+    {
+        let mut m = [0f32; 16];
+        let mut sum = [0f32; 16];
+        for j in 0..16 {
+            m[j] = xb[j].abs().max(xb[j + 16].abs());
+            sum[j] = xb[j] + xb[j + 16];
+        }
+        let mut w = 16;
+        while w > 1 {
+            w /= 2;
+            for j in 0..w {
+                m[j] = m[j].max(m[j + w]);
+                sum[j] += sum[j + w];
+            }
+        }
+        let amax = m[0];
+        let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+        for (qv, &v) in qb.iter_mut().zip(xb) {
+            // `as` saturates (and maps NaN to 0).
+            *qv = (v * inv).round_ties_even() as i16;
+        }
+        *dd = amax / 32767.0;
+        *ss = sum[0];
+    }
 }
 
 /// The portable reference of the kernel: `out[t·GROUP + i] = row i · token t` for the group
@@ -325,11 +364,10 @@ pub fn matmul(
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni {
     use std::arch::x86_64::{
-        __m512, __m512i, _mm512_add_epi32, _mm512_and_si512, _mm512_cvtepi32_ps,
-        _mm512_dpwssd_epi32, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps,
-        _mm512_set1_epi16, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_setzero_si512, _mm512_slli_epi16, _mm512_srai_epi16, _mm512_srli_epi16,
-        _mm512_storeu_ps,
+        __m512, __m512i, _mm512_add_epi32, _mm512_and_si512, _mm512_cvtepi32_ps, _mm512_fmadd_ps,
+        _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps, _mm512_set1_epi16, _mm512_set1_ps,
+        _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi16, _mm512_srai_epi16,
+        _mm512_srli_epi16, _mm512_storeu_ps,
     };
 
     use super::{GROUP, QuantizedActs, record_bytes};
@@ -376,8 +414,30 @@ mod avx512vnni {
         }
     }
 
-    /// One group × `T` tokens; see [`group`]. Small `T` keep two integer sums per token (even
-    /// and odd column pairs) so enough independent `vpdpwssd` chains hide its latency.
+    /// `acc[t] += w · (the pair of 16-bit activations at x + t·cols, broadcast)`.
+    ///
+    /// # Safety
+    /// AVX-512F and VNNI are available; `x + t·cols` points at two i16 for each `t < T`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn dot<const T: usize>(acc: &mut [__m512i; T], w: __m512i, x: *const i16, cols: usize) {
+        for (t, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `x + t·cols` points at two i16 (the caller's contract), read as one
+            // broadcast dword; VNNI is available. Written as assembly because the compiler
+            // otherwise splits `vpdpwssd` into `vpmaddwd` and `vpaddd`, twice the instructions.
+            unsafe {
+                std::arch::asm!(
+                    "vpdpwssd {a}, {w}, dword ptr [{p}]{{1to16}}",
+                    a = inout(zmm_reg) *a,
+                    w = in(zmm_reg) w,
+                    p = in(reg) x.add(t * cols),
+                    options(pure, readonly, nostack, preserves_flags),
+                );
+            }
+        }
+    }
+
+    /// One group × `T` tokens; see [`group`].
     ///
     /// # Safety
     /// As for [`group`], with `out_g.len() == T × GROUP`.
@@ -396,7 +456,6 @@ mod avx512vnni {
         };
         let rec = record_bytes(ty).unwrap_or(0);
         let qa = if F == Q4_1 { 8 * GROUP } else { 4 * GROUP };
-        let split = T <= 4;
         let cols = acts.cols;
         let blocks = cols / 32;
         let nib = _mm512_set1_epi16(0xf);
@@ -415,44 +474,41 @@ mod avx512vnni {
                 Q4_0 => _mm512_mul_ps(dw, _mm512_set1_ps(-8.0)),
                 _ => _mm512_setzero_ps(),
             };
-            let mut acc = [[_mm512_setzero_si512(); T]; 2];
-            let (per_reg, regs) = if F == Q8_0 { (2, 8) } else { (4, 4) };
-            for m in 0..regs {
-                // SAFETY: the record's quantized part holds `regs` registers of 64 bytes.
-                let v: __m512i = unsafe { _mm512_loadu_si512(r.add(qa + m * 64).cast()) };
-                for s in 0..per_reg {
-                    let wv = if F == Q8_0 {
-                        if s == 0 {
-                            _mm512_srai_epi16::<8>(_mm512_slli_epi16::<8>(v))
-                        } else {
-                            _mm512_srai_epi16::<8>(v)
-                        }
-                    } else {
-                        match s {
-                            0 => _mm512_and_si512(v, nib),
-                            1 => _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib),
-                            2 => _mm512_and_si512(_mm512_srli_epi16::<8>(v), nib),
-                            _ => _mm512_srli_epi16::<12>(v),
-                        }
-                    };
-                    let k = per_reg * m + s;
-                    let a = if split { k & 1 } else { 0 };
-                    for (t, acc_t) in acc[a].iter_mut().enumerate() {
-                        // SAFETY: token `t0 + t` is inside `acts`; its column pair `2k` of
-                        // block `b` is two i16 inside its `cols`.
-                        let pair = unsafe {
-                            (xq.add(t * cols + b * 32 + 2 * k) as *const i32).read_unaligned()
-                        };
-                        *acc_t = _mm512_dpwssd_epi32(*acc_t, wv, _mm512_set1_epi32(pair));
+            // Even and odd column pairs sum apart: twice the independent chains.
+            let mut acc0 = [_mm512_setzero_si512(); T];
+            let mut acc1 = [_mm512_setzero_si512(); T];
+            let xb = xq.wrapping_add(b * 32);
+            if F == Q8_0 {
+                for m in 0..8 {
+                    // SAFETY: the record's quantized part holds 8 registers of 64 bytes.
+                    let v: __m512i = unsafe { _mm512_loadu_si512(r.add(qa + m * 64).cast()) };
+                    let lo = _mm512_srai_epi16::<8>(_mm512_slli_epi16::<8>(v));
+                    let hi = _mm512_srai_epi16::<8>(v);
+                    // SAFETY: pairs `2m` and `2m + 1` of block `b` of tokens `t0..t0 + T`.
+                    unsafe {
+                        dot(&mut acc0, lo, xb.add(4 * m), cols);
+                        dot(&mut acc1, hi, xb.add(4 * m + 2), cols);
+                    }
+                }
+            } else {
+                for m in 0..4 {
+                    // SAFETY: the record's quantized part holds 4 registers of 64 bytes.
+                    let v: __m512i = unsafe { _mm512_loadu_si512(r.add(qa + m * 64).cast()) };
+                    let w0 = _mm512_and_si512(v, nib);
+                    let w1 = _mm512_and_si512(_mm512_srli_epi16::<4>(v), nib);
+                    let w2 = _mm512_and_si512(_mm512_srli_epi16::<8>(v), nib);
+                    let w3 = _mm512_srli_epi16::<12>(v);
+                    // SAFETY: pairs `4m..4m + 4` of block `b` of tokens `t0..t0 + T`.
+                    unsafe {
+                        dot(&mut acc0, w0, xb.add(8 * m), cols);
+                        dot(&mut acc1, w1, xb.add(8 * m + 2), cols);
+                        dot(&mut acc0, w2, xb.add(8 * m + 4), cols);
+                        dot(&mut acc1, w3, xb.add(8 * m + 6), cols);
                     }
                 }
             }
             for t in 0..T {
-                let isum = if split {
-                    _mm512_add_epi32(acc[0][t], acc[1][t])
-                } else {
-                    acc[0][t]
-                };
+                let isum = _mm512_add_epi32(acc0[t], acc1[t]);
                 let sc = _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * blocks + b]));
                 facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, facc[t]);
                 if F != Q8_0 {
