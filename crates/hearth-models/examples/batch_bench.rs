@@ -55,6 +55,12 @@ fn main() {
     let ns: Vec<usize> = std::env::var("BENCH_N").map_or(vec![1, 2, 4, 8, 16], |s| {
         s.split(',').map(|t| t.parse().unwrap()).collect()
     });
+    // `BENCH_INT_ONLY=1`: decode with the integer kernels only (for profiling).
+    let modes = if std::env::var("BENCH_INT_ONLY").is_ok() {
+        1
+    } else {
+        2
+    };
     for &th in &threads {
         let pool = ThreadPool::new(th).unwrap();
         println!(
@@ -80,7 +86,7 @@ fn main() {
                         c.truncate(prompt_len);
                     }
                 }
-                for (mode, times) in decode.iter_mut().enumerate() {
+                for (mode, times) in decode.iter_mut().enumerate().take(modes) {
                     interleaved::set_in_use(mode == 0);
                     let toks: Vec<Vec<u32>> = (0..n)
                         .map(|i| vec![((i * 31 + r * 17) % vocab) as u32])
@@ -88,7 +94,7 @@ fn main() {
                     times.push(step(&model, &pool, &mut caches, &toks));
                 }
             }
-            let [di, df] = decode.map(quartile);
+            let [di, df] = decode.map(|v| if v.is_empty() { f64::NAN } else { quartile(v) });
             let [pi, pf] = prefill.map(quartile);
             println!(
                 "  n={n:>2}: decode {:>6.2} / {:>6.2} ms ({:.2}x; {:>5.0} tok/s int); prefill {:>6.1} / {:>6.1} ms ({:.2}x)",

@@ -172,18 +172,63 @@ pub fn quantize_acts(x: &[f32], n: usize, cols: usize) -> QuantizedActs {
     a
 }
 
-/// [`quantize_blocks`] compiled for AVX-512, where the compiler vectorises it.
+/// [`quantize_acts`] with the portable code, for tests against the AVX-512 form.
+#[cfg(test)]
+pub(super) fn quantize_acts_portable(x: &[f32], n: usize, cols: usize) -> QuantizedActs {
+    let blocks = cols / 32;
+    let mut a = QuantizedActs {
+        q: vec![0; n * cols],
+        d: vec![0.0; n * blocks],
+        s: vec![0.0; n * blocks],
+        n,
+        cols,
+    };
+    quantize_blocks(&x[..n * cols], &mut a.q, &mut a.d, &mut a.s);
+    a
+}
+
+/// [`quantize_blocks`] with AVX-512 instructions (the rounding the same: to nearest, ties to
+/// even; the sum added in a different order).
 ///
 /// # Safety
 /// AVX-512F/BW are available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
 unsafe fn quantize_avx512(x: &[f32], q: &mut [i16], d: &mut [f32], s: &mut [f32]) {
-    quantize_blocks(x, q, d, s);
+    use std::arch::x86_64::{
+        __m256i, _mm256_storeu_si256, _mm512_abs_ps, _mm512_add_ps, _mm512_cvtps_epi32,
+        _mm512_cvtsepi32_epi16, _mm512_loadu_ps, _mm512_max_ps, _mm512_mul_ps,
+        _mm512_reduce_add_ps, _mm512_reduce_max_ps, _mm512_set1_ps,
+    };
+    for (((xb, qb), dd), ss) in x
+        .chunks_exact(32)
+        .zip(q.chunks_exact_mut(32))
+        .zip(d.iter_mut())
+        .zip(s.iter_mut())
+    {
+        // SAFETY: `xb` holds 32 floats.
+        let (x0, x1) = unsafe {
+            (
+                _mm512_loadu_ps(xb.as_ptr()),
+                _mm512_loadu_ps(xb.as_ptr().add(16)),
+            )
+        };
+        let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        let inv = _mm512_set1_ps(if amax > 0.0 { 32767.0 / amax } else { 0.0 });
+        // The default rounding mode: to nearest, ties to even; saturated to 16 bits.
+        let q0 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)));
+        let q1 = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)));
+        // SAFETY: `qb` holds 32 i16 (64 bytes).
+        unsafe {
+            _mm256_storeu_si256(qb.as_mut_ptr().cast::<__m256i>(), q0);
+            _mm256_storeu_si256(qb.as_mut_ptr().add(16).cast::<__m256i>(), q1);
+        }
+        *dd = amax / 32767.0;
+        *ss = _mm512_reduce_add_ps(_mm512_add_ps(x0, x1));
+    }
 }
 
-/// Each block of 32 floats of `x` into 16-bit integers `q`, its scale `d` and its sum `s`, with
-/// operations that give the same bits however the compiler vectorises them.
+/// Each block of 32 floats of `x` into 16-bit integers `q`, its scale `d` and its sum `s`.
 #[inline(always)]
 fn quantize_blocks(x: &[f32], q: &mut [i16], d: &mut [f32], s: &mut [f32]) {
     for (((xb, qb), dd), ss) in x

@@ -273,6 +273,30 @@ fn tokens(n: usize, cols: usize, seed: u32) -> Vec<f32> {
 }
 
 proptest! {
+    /// Activation quantization: the form this CPU runs and the portable one give the same
+    /// integers and scales, the block sums within float rounding; each activation is within
+    /// half a step of its quantized value.
+    #[test]
+    fn activation_quantization_agrees(n in 1usize..4, blocks in 1usize..4, seed in any::<u32>(), zero_block in any::<bool>()) {
+        let cols = blocks * 32;
+        let mut x = tokens(n, cols, seed);
+        if zero_block {
+            x[..32].fill(0.0);
+        }
+        let got = interleaved::quantize_acts(&x, n, cols);
+        let want = interleaved::quantize_acts_portable(&x, n, cols);
+        prop_assert_eq!(&got.q, &want.q);
+        prop_assert_eq!(&got.d, &want.d);
+        for (i, (a, b)) in got.s.iter().zip(&want.s).enumerate() {
+            let mag: f32 = x[i * 32..(i + 1) * 32].iter().map(|v| v.abs()).sum();
+            prop_assert!((a - b).abs() <= 1e-5 * mag.max(1.0), "block {}: {} vs {}", i, a, b);
+        }
+        for (i, (&v, &q)) in x.iter().zip(&got.q).enumerate() {
+            let d = got.d[i / 32];
+            prop_assert!((v - d * f32::from(q)).abs() <= d * 0.51 + 1e-30, "{}: {} vs {}·{}", i, v, d, q);
+        }
+    }
+
     /// The AVX-512 VNNI kernel (where the CPU has it) and the portable reference give the same
     /// bits: both are exact integer sums followed by the same float operations.
     #[test]
