@@ -113,6 +113,7 @@ pub fn interleave(ty: GgmlType, packed: &[u8], rows: usize, cols: usize) -> Opti
                     r_out[s * 4 * GROUP + 4 * i..][..4].copy_from_slice(&src[4 * s..4 * s + 4]);
                 }
                 let qs = &src[4 * scales..];
+                let q: [u16; 32] = std::array::from_fn(|e| quant(ty, qs, e) as u16);
                 // Lane (row i, column parity j) of 16 bits: for Q4, register m holds column
                 // pairs 4m..4m+4 as four nibbles; for Q8_0, register m holds pairs 2m, 2m+1 as
                 // two bytes.
@@ -120,13 +121,12 @@ pub fn interleave(ty: GgmlType, packed: &[u8], rows: usize, cols: usize) -> Opti
                     GgmlType::Q8_0 => (2, 8, 8),
                     _ => (4, 4, 4),
                 };
+                let mask = (1u16 << bits) - 1;
                 for m in 0..regs {
                     for j in 0..2 {
                         let mut lane: u16 = 0;
                         for s in 0..per_reg {
-                            let e = 2 * (per_reg * m + s) + j;
-                            let q = quant(ty, qs, e) as u16 & ((1 << bits) - 1);
-                            lane |= q << (bits * s);
+                            lane |= (q[2 * (per_reg * m + s) + j] & mask) << (bits * s);
                         }
                         let at = qa + m * 64 + (2 * i + j) * 2;
                         r_out[at..at + 2].copy_from_slice(&lane.to_le_bytes());
@@ -519,9 +519,16 @@ mod avx512vnni {
                 Q4_0 => _mm512_mul_ps(dw, _mm512_set1_ps(-8.0)),
                 _ => _mm512_setzero_ps(),
             };
-            // Even and odd column pairs sum apart: twice the independent chains.
+            // With few tokens, even and odd column pairs sum apart (twice the independent
+            // chains, to hide the latency of `vpdpwssd`); with more, one sum per token leaves
+            // registers for the rest.
             let mut acc0 = [_mm512_setzero_si512(); T];
             let mut acc1 = [_mm512_setzero_si512(); T];
+            macro_rules! odd {
+                () => {
+                    if T <= 4 { &mut acc1 } else { &mut acc0 }
+                };
+            }
             let xb = xq.wrapping_add(b * 32);
             if F == Q8_0 {
                 for m in 0..8 {
@@ -532,7 +539,7 @@ mod avx512vnni {
                     // SAFETY: pairs `2m` and `2m + 1` of block `b` of tokens `t0..t0 + T`.
                     unsafe {
                         dot(&mut acc0, lo, xb.add(4 * m), cols);
-                        dot(&mut acc1, hi, xb.add(4 * m + 2), cols);
+                        dot(odd!(), hi, xb.add(4 * m + 2), cols);
                     }
                 }
             } else {
@@ -546,14 +553,18 @@ mod avx512vnni {
                     // SAFETY: pairs `4m..4m + 4` of block `b` of tokens `t0..t0 + T`.
                     unsafe {
                         dot(&mut acc0, w0, xb.add(8 * m), cols);
-                        dot(&mut acc1, w1, xb.add(8 * m + 2), cols);
+                        dot(odd!(), w1, xb.add(8 * m + 2), cols);
                         dot(&mut acc0, w2, xb.add(8 * m + 4), cols);
-                        dot(&mut acc1, w3, xb.add(8 * m + 6), cols);
+                        dot(odd!(), w3, xb.add(8 * m + 6), cols);
                     }
                 }
             }
             for t in 0..T {
-                let isum = _mm512_add_epi32(acc0[t], acc1[t]);
+                let isum = if T <= 4 {
+                    _mm512_add_epi32(acc0[t], acc1[t])
+                } else {
+                    acc0[t]
+                };
                 let sc = _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * blocks + b]));
                 facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, facc[t]);
                 if F != Q8_0 {
