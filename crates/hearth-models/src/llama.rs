@@ -350,6 +350,13 @@ impl Llama {
             .flat_map(|(i, &(_, len, start))| (0..len).map(move |t| (i, start + t)))
             .collect();
 
+        // Each token's rotary angles, the same in every layer.
+        let pairs = self.inv_freq.len();
+        let mut angles = Vec::with_capacity(n * pairs);
+        for &(_, pos) in &token_pos {
+            kernels::rope_angles(pos, &self.inv_freq, &mut angles);
+        }
+
         let mut h = vec![0f32; n * d];
         let mut q = vec![0f32; n * q_dim];
         let mut k = vec![0f32; n * kv_dim];
@@ -383,19 +390,9 @@ impl Llama {
                     )
                 },
             );
-            for (t, &(_, pos)) in token_pos.iter().enumerate() {
-                kernels::rope(
-                    &mut q[t * q_dim..(t + 1) * q_dim],
-                    c.head_dim,
-                    pos,
-                    &self.inv_freq,
-                );
-                kernels::rope(
-                    &mut k[t * kv_dim..(t + 1) * kv_dim],
-                    c.head_dim,
-                    pos,
-                    &self.inv_freq,
-                );
+            for (t, ang) in angles.chunks_exact(pairs.max(1)).enumerate() {
+                kernels::rope_rotate(&mut q[t * q_dim..(t + 1) * q_dim], c.head_dim, ang);
+                kernels::rope_rotate(&mut k[t * kv_dim..(t + 1) * kv_dim], c.head_dim, ang);
             }
             for (e, &(off, len, _)) in batch.iter_mut().zip(&segments) {
                 e.cache.k[li].extend_from_slice(&k[off * kv_dim..(off + len) * kv_dim]);

@@ -295,10 +295,21 @@ pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
 /// q/k weights the converter permuted). `x` is `heads × head_dim` for one token at `pos`;
 /// `inv_freq[i]` is the frequency of pair `i` (only the first `inv_freq.len()` pairs rotate).
 pub fn rope(x: &mut [f32], head_dim: usize, pos: usize, inv_freq: &[f32]) {
+    let mut angles = Vec::with_capacity(inv_freq.len());
+    rope_angles(pos, inv_freq, &mut angles);
+    rope_rotate(x, head_dim, &angles);
+}
+
+/// Append `(sin, cos)` of each pair's angle at `pos` to `out` (see [`rope`]), to rotate every
+/// head of every layer at that position with [`rope_rotate`].
+pub fn rope_angles(pos: usize, inv_freq: &[f32], out: &mut Vec<(f32, f32)>) {
+    out.extend(inv_freq.iter().map(|&f| (pos as f32 * f).sin_cos()));
+}
+
+/// [`rope`] with the angles of [`rope_angles`].
+pub fn rope_rotate(x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
     for head in x.chunks_exact_mut(head_dim) {
-        for (i, &f) in inv_freq.iter().enumerate() {
-            let theta = pos as f32 * f;
-            let (s, c) = theta.sin_cos();
+        for (i, &(s, c)) in angles.iter().enumerate() {
             let (a, b) = (head[2 * i], head[2 * i + 1]);
             head[2 * i] = a * c - b * s;
             head[2 * i + 1] = a * s + b * c;
