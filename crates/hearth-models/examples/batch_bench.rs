@@ -49,7 +49,13 @@ fn main() {
         s.split(',').map(|t| t.parse().unwrap()).collect()
     });
     let rounds: usize = args.next().map_or(20, |s| s.parse().unwrap());
+    let t = Instant::now();
     let model = Llama::load(&GgufFile::open(std::path::Path::new(&path)).unwrap()).unwrap();
+    println!(
+        "load: {:.0} ms, {:.1} MB of weights",
+        t.elapsed().as_secs_f64() * 1e3,
+        model.size_bytes() as f64 / 1e6
+    );
     let vocab = model.config.vocab_size;
     let prompt_len = 48;
     let ns: Vec<usize> = std::env::var("BENCH_N").map_or(vec![1, 2, 4, 8, 16], |s| {
