@@ -350,6 +350,13 @@ impl Llama {
             .flat_map(|(i, &(_, len, start))| (0..len).map(move |t| (i, start + t)))
             .collect();
 
+        // Each token's rotary angles, the same in every layer.
+        let pairs = self.inv_freq.len();
+        let mut angles = Vec::with_capacity(n * pairs);
+        for &(_, pos) in &token_pos {
+            kernels::rope_angles(pos, &self.inv_freq, &mut angles);
+        }
+
         let mut h = vec![0f32; n * d];
         let mut q = vec![0f32; n * q_dim];
         let mut k = vec![0f32; n * kv_dim];
@@ -358,33 +365,34 @@ impl Llama {
         let mut o = vec![0f32; n * d];
         let mut gate = vec![0f32; n * c.n_ff];
         let mut up = vec![0f32; n * c.n_ff];
+        // Steps of several sequences (batched decoding) use the integer kernels of a few tokens;
+        // one sequence alone keeps float activations, so its log-probabilities stay within 1e-5
+        // of a float64 reference (see `kernels::matmul_int` for the cost).
+        let several = batch.iter().filter(|e| !e.tokens.is_empty()).count() > 1;
+        let matmul = |w: &QMatrix, x: &[f32], n: usize, out: &mut [f32]| {
+            if several {
+                kernels::matmul_int(pool, w, x, n, out);
+            } else {
+                kernels::matmul(pool, w, x, n, out);
+            }
+        };
 
         for (li, layer) in self.layers.iter().enumerate() {
             h.copy_from_slice(&x);
             kernels::rms_norm(&mut h, &layer.attn_norm, c.rms_eps);
             // Independent products run as one parallel region (one wait instead of three).
             rayon::join(
-                || kernels::matmul(pool, &layer.wq, &h, n, &mut q),
+                || matmul(&layer.wq, &h, n, &mut q),
                 || {
                     rayon::join(
-                        || kernels::matmul(pool, &layer.wk, &h, n, &mut k),
-                        || kernels::matmul(pool, &layer.wv, &h, n, &mut v),
+                        || matmul(&layer.wk, &h, n, &mut k),
+                        || matmul(&layer.wv, &h, n, &mut v),
                     )
                 },
             );
-            for (t, &(_, pos)) in token_pos.iter().enumerate() {
-                kernels::rope(
-                    &mut q[t * q_dim..(t + 1) * q_dim],
-                    c.head_dim,
-                    pos,
-                    &self.inv_freq,
-                );
-                kernels::rope(
-                    &mut k[t * kv_dim..(t + 1) * kv_dim],
-                    c.head_dim,
-                    pos,
-                    &self.inv_freq,
-                );
+            for (t, ang) in angles.chunks_exact(pairs.max(1)).enumerate() {
+                kernels::rope_rotate(&mut q[t * q_dim..(t + 1) * q_dim], c.head_dim, ang);
+                kernels::rope_rotate(&mut k[t * kv_dim..(t + 1) * kv_dim], c.head_dim, ang);
             }
             for (e, &(off, len, _)) in batch.iter_mut().zip(&segments) {
                 e.cache.k[li].extend_from_slice(&k[off * kv_dim..(off + len) * kv_dim]);
@@ -395,7 +403,7 @@ impl Llama {
                 .map(|e| (e.cache.k[li].as_slice(), e.cache.v[li].as_slice()))
                 .collect();
             self.attention(pool, &q, &views, &token_pos, &mut att);
-            kernels::matmul(pool, &layer.wo, &att, n, &mut o);
+            matmul(&layer.wo, &att, n, &mut o);
             for (xi, oi) in x.iter_mut().zip(&o) {
                 *xi += oi;
             }
@@ -403,11 +411,11 @@ impl Llama {
             h.copy_from_slice(&x);
             kernels::rms_norm(&mut h, &layer.ffn_norm, c.rms_eps);
             rayon::join(
-                || kernels::matmul(pool, &layer.w_gate, &h, n, &mut gate),
-                || kernels::matmul(pool, &layer.w_up, &h, n, &mut up),
+                || matmul(&layer.w_gate, &h, n, &mut gate),
+                || matmul(&layer.w_up, &h, n, &mut up),
             );
             kernels::swiglu(&mut gate, &up);
-            kernels::matmul(pool, &layer.w_down, &gate, n, &mut o);
+            matmul(&layer.w_down, &gate, n, &mut o);
             for (xi, oi) in x.iter_mut().zip(&o) {
                 *xi += oi;
             }
@@ -436,7 +444,7 @@ impl Llama {
         let out = self.output.as_ref().unwrap_or(&self.tok_embd);
         let vocab = c.vocab_size;
         let mut logits = vec![0f32; rows.len() * vocab];
-        kernels::matmul(pool, out, &normed, rows.len(), &mut logits);
+        matmul(out, &normed, rows.len(), &mut logits);
         let mut result = Vec::with_capacity(batch.len());
         let mut at = 0;
         for count in counts {

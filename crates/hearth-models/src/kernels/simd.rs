@@ -540,8 +540,9 @@ mod avx512 {
     use std::arch::x86_64::{
         __m128i, __m512, _MM_HINT_T0, _mm_and_si128, _mm_loadu_si128, _mm_prefetch, _mm_set1_epi8,
         _mm_srli_epi16, _mm512_add_ps, _mm512_cvtepi8_epi32, _mm512_cvtepi32_ps,
-        _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mul_ps,
-        _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps, _mm512_max_ps,
+        _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_roundscale_ps, _mm512_scalef_ps,
+        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
     };
 
     use super::{KvView, TILE_LANES, TILE_ROWS, TILE_TOKENS};
@@ -585,6 +586,37 @@ mod avx512 {
         res
     }
 
+    /// `e^x` in each lane (Cephes' polynomial for `expf`, within 2 ulp of it; `x ≤ 88`), for the
+    /// softmax of attention scores (all ≤ 0 there).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-103.0));
+        // x = n·ln 2 + r, |r| ≤ ln 2 / 2 (ln 2 in two parts, so r stays exact).
+        let n = _mm512_roundscale_ps::<0x08>(_mm512_mul_ps(
+            x,
+            _mm512_set1_ps(std::f32::consts::LOG2_E),
+        ));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let p = _mm512_fmadd_ps(
+            p,
+            _mm512_mul_ps(r, r),
+            _mm512_add_ps(r, _mm512_set1_ps(1.0)),
+        );
+        _mm512_scalef_ps(p, n)
+    }
+
     /// Attention of one head of `C × 16` floats (see [`super::Kernels::attend_head`]), with the
     /// query and the output held in registers.
     ///
@@ -622,10 +654,21 @@ mod avx512 {
             max = max.max(*sc);
         }
         let mut sum = 0.0;
-        for sc in scores[..span].iter_mut() {
+        let mut chunks = scores[..span].chunks_exact_mut(16);
+        let (maxv, mut sumv) = (_mm512_set1_ps(max), _mm512_setzero_ps());
+        for ch in &mut chunks {
+            // SAFETY: `ch` holds 16 floats.
+            unsafe {
+                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(ch.as_ptr()), maxv));
+                _mm512_storeu_ps(ch.as_mut_ptr(), e);
+                sumv = _mm512_add_ps(sumv, e);
+            }
+        }
+        for sc in chunks.into_remainder() {
             *sc = (*sc - max).exp();
             sum += *sc;
         }
+        sum += _mm512_reduce_add_ps(sumv);
         let inv = 1.0 / sum;
         let mut o = [_mm512_setzero_ps(); C];
         for (p, &sc) in scores[..span].iter().enumerate() {

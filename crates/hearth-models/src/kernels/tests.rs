@@ -238,3 +238,113 @@ proptest! {
         }
     }
 }
+
+/// Packed rows of `ty` with sane scales, interleaved, and their float64 dequantization.
+/// Also each block's offset (`m` of Q4_1, `-8·d` of Q4_0, 0 for Q8_0).
+fn interleaved_rows(
+    ty: GgmlType,
+    rows: usize,
+    blocks: usize,
+    seed: u32,
+) -> (Vec<u8>, Vec<f32>, Vec<f32>) {
+    let (ggml, packed) = random_rows(ty, rows, blocks, seed);
+    let il = interleaved::interleave(ty, &packed, rows, blocks * 32).unwrap();
+    let deq = hearth_gguf::quants::dequantize_to_vec(ty, &ggml).unwrap();
+    let f16 = |b: &[u8]| hearth_gguf::quants::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+    let offsets = ggml
+        .chunks_exact(ty.type_size() as usize)
+        .map(|b| match ty {
+            GgmlType::Q4_1 => f16(&b[2..]),
+            GgmlType::Q4_0 => -8.0 * f16(b),
+            _ => 0.0,
+        })
+        .collect();
+    (il, deq, offsets)
+}
+
+fn tokens(n: usize, cols: usize, seed: u32) -> Vec<f32> {
+    (0..(n * cols) as u32)
+        .map(|i| {
+            let v = (i.wrapping_mul(40503).wrapping_add(seed) % 997) as f32 / 300.0 - 1.5;
+            // An outlier now and then, as real activations have.
+            if i % 97 == 5 { v * 40.0 } else { v }
+        })
+        .collect()
+}
+
+proptest! {
+    /// Activation quantization: the form this CPU runs and the portable one give the same
+    /// integers and scales, the block sums within float rounding; each activation is within
+    /// half a step of its quantized value.
+    #[test]
+    fn activation_quantization_agrees(n in 1usize..4, blocks in 1usize..4, seed in any::<u32>(), zero_block in any::<bool>()) {
+        let cols = blocks * 32;
+        let mut x = tokens(n, cols, seed);
+        if zero_block {
+            x[..32].fill(0.0);
+        }
+        let got = interleaved::quantize_acts(&x, n, cols);
+        let want = interleaved::quantize_acts_portable(&x, n, cols);
+        prop_assert_eq!(&got.q, &want.q);
+        prop_assert_eq!(&got.d, &want.d);
+        for (i, (a, b)) in got.s.iter().zip(&want.s).enumerate() {
+            let mag: f32 = x[i * 32..(i + 1) * 32].iter().map(|v| v.abs()).sum();
+            prop_assert!((a - b).abs() <= 1e-5 * mag.max(1.0), "block {}: {} vs {}", i, a, b);
+        }
+        for (i, (&v, &q)) in x.iter().zip(&got.q).enumerate() {
+            let d = got.d[i / 32];
+            prop_assert!((v - d * f32::from(q)).abs() <= d * 0.51 + 1e-30, "{}: {} vs {}·{}", i, v, d, q);
+        }
+    }
+
+    /// The AVX-512 VNNI kernel (where the CPU has it) and the portable reference give the same
+    /// bits: both are exact integer sums followed by the same float operations.
+    #[test]
+    fn interleaved_kernel_matches_its_reference(groups in 1usize..3, blocks in 1usize..5, n in 1usize..=interleaved::MAX_TOKENS, seed in any::<u32>()) {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let cols = blocks * 32;
+            let (il, _, _) = interleaved_rows(ty, groups * interleaved::GROUP, blocks, seed);
+            let acts = interleaved::quantize_acts(&tokens(n, cols, seed), n, cols);
+            let rec = interleaved::record_bytes(ty).unwrap();
+            for g in 0..groups {
+                let recs = &il[g * blocks * rec..(g + 1) * blocks * rec];
+                let mut want = vec![0f32; n * interleaved::GROUP];
+                interleaved::group_scalar(ty, recs, &acts, 0, &mut want);
+                let mut got = vec![f32::NAN; n * interleaved::GROUP];
+                interleaved::group_for_tests(ty, recs, &acts, 0, &mut got);
+                prop_assert_eq!(&got, &want, "{} group {}", ty, g);
+            }
+        }
+    }
+
+    /// Products through the interleaved rows against hearth-gguf's scalar dequantization and
+    /// float64 dot products, within the bound of 16-bit activations (half a step of each
+    /// block's scale per activation, times the quantized weight `w − offset`) — for any row
+    /// count (the last group padded).
+    #[test]
+    fn interleaved_matmul_matches_reference(rows in 1usize..40, blocks in 1usize..5, n in 1usize..20, seed in any::<u32>()) {
+        let pool = ThreadPool::new(2).unwrap();
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let cols = blocks * 32;
+            let (il, deq, offsets) = interleaved_rows(ty, rows, blocks, seed);
+            let x = tokens(n, cols, seed ^ 7);
+            let mut out = vec![f32::NAN; n * rows];
+            interleaved::matmul(&pool, ty, &il, rows, cols, &x, n, &mut out);
+            for t in 0..n {
+                let xt = &x[t * cols..(t + 1) * cols];
+                for r in 0..rows {
+                    let wr = &deq[r * cols..(r + 1) * cols];
+                    let naive: f64 = wr.iter().zip(xt).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                    let mag: f64 = wr.iter().zip(xt).map(|(a, b)| f64::from((a * b).abs())).sum();
+                    let quant: f64 = wr.chunks(32).zip(xt.chunks(32)).enumerate().map(|(b, (wb, xb))| {
+                        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let off = offsets[r * blocks + b];
+                        wb.iter().map(|w| f64::from((w - off).abs())).sum::<f64>() * f64::from(amax) / 65534.0
+                    }).sum();
+                    let got = f64::from(out[t * rows + r]);
+                    prop_assert!((got - naive).abs() <= quant + 1e-5 * mag + 1e-6, "{} r{} t{}: {} vs {} (bound {})", ty, r, t, got, naive, quant);
+                }
+            }
+        }
+    }
+}

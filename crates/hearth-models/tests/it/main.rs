@@ -19,9 +19,71 @@ fn log_softmax(logits: &[f32]) -> Vec<f64> {
     logits.iter().map(|&l| l as f64 - lse).collect()
 }
 
-/// Teacher-forced comparison, per the bounds the golden README records for llama.cpp's CPU build:
-/// mean |Δ log-probability| over the reference top-5 ≤ 0.087, argmax agreement ≥ 1224/1237 at
-/// steps whose reference top-2 margin is at least 0.1.
+/// Agreement with the reference, summed over steps.
+#[derive(Default)]
+struct Agreement {
+    sum: f64,
+    count: usize,
+    agree: usize,
+    decisive: usize,
+    worst: f64,
+}
+
+#[expect(clippy::unwrap_used, reason = "a test helper reading golden data")]
+impl Agreement {
+    /// Score one step's logits against the reference step (its top-5 log-probabilities).
+    fn add(&mut self, logits: &[f32], step: &serde_json::Value) {
+        let lp = log_softmax(logits);
+        let top = step["top"].as_array().unwrap();
+        for t in top {
+            let d = (lp[t["id"].as_u64().unwrap() as usize] - t["logprob"].as_f64().unwrap()).abs();
+            self.sum += d;
+            self.worst = self.worst.max(d);
+            self.count += 1;
+        }
+        let margin = top[0]["logprob"].as_f64().unwrap() - top[1]["logprob"].as_f64().unwrap();
+        if margin >= 0.1 {
+            self.decisive += 1;
+            let argmax = lp
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0;
+            if argmax as u64 == top[0]["id"].as_u64().unwrap() {
+                self.agree += 1;
+            }
+        }
+    }
+
+    /// Per the bounds the golden README records for llama.cpp's CPU build: mean |Δ
+    /// log-probability| over the reference top-5 ≤ 0.087, argmax agreement ≥ 1224/1237 at steps
+    /// whose reference top-2 margin is at least 0.1.
+    fn check(&self, what: &str) {
+        let mean = self.sum / self.count as f64;
+        let (agree, decisive) = (self.agree, self.decisive);
+        eprintln!(
+            "{what}: mean |Δlogprob| {mean:.3e} (max {:.3e}) over {}; argmax agreement {agree}/{decisive}",
+            self.worst, self.count
+        );
+        assert!(
+            decisive >= 1200,
+            "the golden file lost its steps ({decisive})"
+        );
+        assert!(
+            mean <= 0.087,
+            "{what}: mean |Δ log-probability| {mean} exceeds llama.cpp's 0.087"
+        );
+        assert!(
+            agree * 1237 >= 1224 * decisive,
+            "{what}: argmax agreement {agree}/{decisive} is below llama.cpp's 1224/1237"
+        );
+    }
+}
+
+/// Teacher-forced comparison, each golden row in one forward pass (the prefill kernels).
 #[test]
 fn teacher_forced_logprobs_match_reference() {
     let Some(path) = test_model() else { return };
@@ -29,8 +91,7 @@ fn teacher_forced_logprobs_match_reference() {
     let model = Llama::load(&file).unwrap();
     let pool = ThreadPool::new(0).unwrap();
     let vocab = model.config.vocab_size;
-    let (mut sum, mut count, mut agree, mut decisive, mut worst) =
-        (0f64, 0usize, 0usize, 0usize, 0f64);
+    let mut score = Agreement::default();
     for row in golden_rows("smollm2-135m/greedy.jsonl") {
         let prompt = ids(&row["prompt_ids"]);
         let generated = ids(&row["generated_ids"]);
@@ -40,48 +101,60 @@ fn teacher_forced_logprobs_match_reference() {
         let logits = model.forward(&pool, &tokens, &mut cache, true).unwrap();
         for (i, step) in row["steps"].as_array().unwrap().iter().enumerate() {
             let pos = prompt.len() - 1 + i;
-            let lp = log_softmax(&logits[pos * vocab..(pos + 1) * vocab]);
-            let top = step["top"].as_array().unwrap();
-            for t in top {
-                let d =
-                    (lp[t["id"].as_u64().unwrap() as usize] - t["logprob"].as_f64().unwrap()).abs();
-                sum += d;
-                worst = worst.max(d);
-                count += 1;
+            score.add(&logits[pos * vocab..(pos + 1) * vocab], step);
+        }
+    }
+    score.check("one pass per row");
+}
+
+/// Teacher-forced comparison through the batched-decoding kernels: the golden rows in groups
+/// of `group`, each prompt in one pass, then one token per row per step, all rows of a group in
+/// one batched forward pass.
+#[test]
+fn batched_decoding_logprobs_match_reference() {
+    let Some(path) = test_model() else { return };
+    let model = Llama::load(&GgufFile::open(&path).unwrap()).unwrap();
+    let pool = ThreadPool::new(0).unwrap();
+    let rows = golden_rows("smollm2-135m/greedy.jsonl");
+    for group in [2, 8] {
+        let mut score = Agreement::default();
+        for chunk in rows.chunks(group) {
+            let steps: Vec<&Vec<serde_json::Value>> = chunk
+                .iter()
+                .map(|r| r["steps"].as_array().unwrap())
+                .collect();
+            let generated: Vec<Vec<u32>> = chunk.iter().map(|r| ids(&r["generated_ids"])).collect();
+            let mut caches: Vec<KvCache> =
+                chunk.iter().map(|_| KvCache::new(&model.config)).collect();
+            for (row, cache) in chunk.iter().zip(&mut caches) {
+                let logits = model
+                    .forward(&pool, &ids(&row["prompt_ids"]), cache, false)
+                    .unwrap();
+                score.add(&logits, &row["steps"][0]);
             }
-            let margin = top[0]["logprob"].as_f64().unwrap() - top[1]["logprob"].as_f64().unwrap();
-            if margin >= 0.1 {
-                decisive += 1;
-                let argmax = lp
-                    .iter()
+            let longest = steps.iter().map(|s| s.len()).max().unwrap_or(0);
+            for i in 1..longest {
+                let live: Vec<usize> = (0..chunk.len()).filter(|&r| i < steps[r].len()).collect();
+                let feed: Vec<[u32; 1]> = live.iter().map(|&r| [generated[r][i - 1]]).collect();
+                let mut batch: Vec<BatchEntry<'_>> = caches
+                    .iter_mut()
                     .enumerate()
-                    .fold(
-                        (0, f64::NEG_INFINITY),
-                        |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                    )
-                    .0;
-                if argmax as u64 == top[0]["id"].as_u64().unwrap() {
-                    agree += 1;
+                    .filter(|(r, _)| live.contains(r))
+                    .zip(&feed)
+                    .map(|((_, cache), tokens)| BatchEntry {
+                        tokens,
+                        cache,
+                        all_logits: false,
+                    })
+                    .collect();
+                let logits = model.forward_batch(&pool, &mut batch).unwrap();
+                for (&r, l) in live.iter().zip(&logits) {
+                    score.add(l, &steps[r][i]);
                 }
             }
         }
+        score.check(&format!("batched decoding, {group} rows together"));
     }
-    let mean = sum / count as f64;
-    eprintln!(
-        "mean |Δlogprob| {mean:.3e} (max {worst:.3e}) over {count}; argmax agreement {agree}/{decisive}"
-    );
-    assert!(
-        decisive >= 1200,
-        "the golden file lost its steps ({decisive})"
-    );
-    assert!(
-        mean <= 0.087,
-        "mean |Δ log-probability| {mean} exceeds llama.cpp's 0.087"
-    );
-    assert!(
-        agree * 1237 >= 1224 * decisive,
-        "argmax agreement {agree}/{decisive} is below llama.cpp's 1224/1237"
-    );
 }
 
 /// Running the prompt in one batch or token by token gives the same logits (the KV cache works).
@@ -110,7 +183,10 @@ fn incremental_decoding_matches_batch() {
     assert_eq!(cache.len(), tokens.len());
 }
 
-/// Sequences run together in one batched pass get the logits they get alone.
+/// Sequences run together in one batched pass get the logits they get alone: within 1e-3 with
+/// float activations, within 0.02 where several sequences take the 16-bit integer kernels (their
+/// error measured on the golden set, against a float64 reference, is in
+/// `batched_decoding_logprobs_match_reference`).
 #[test]
 fn batched_forward_matches_separate_passes() {
     let Some(path) = test_model() else { return };
@@ -144,13 +220,18 @@ fn batched_forward_matches_separate_passes() {
     let got = model.forward_batch(&pool, &mut batch).unwrap();
     assert_eq!(got[0].len(), 2 * vocab);
     assert_eq!(got[1].len(), vocab);
+    let bound = if hearth_models::kernels::interleaved::enabled() {
+        0.02
+    } else {
+        1e-3
+    };
     for (got, want) in [(&got[0], &want_a), (&got[1], &want_b)] {
         let diff = got
             .iter()
             .zip(want.iter())
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
-        assert!(diff < 1e-3, "max logit difference {diff}");
+        assert!(diff < bound, "max logit difference {diff}");
     }
     assert_eq!(ca2.len(), a.len());
     assert_eq!(cb2.len(), b.len());
