@@ -201,3 +201,20 @@ fn logprobs_skip_non_finite_logits_and_bad_ids() {
     assert!((got.top[0].1 - half).abs() < 1e-6 && (got.top[1].1 - half).abs() < 1e-6);
     assert!(super::token_logprobs(&[], 0, 5).top.is_empty());
 }
+
+#[test]
+fn logit_bias_is_added_before_sampling() {
+    let check = |bias: Vec<(u32, f32)>, want: u32| {
+        let p = SamplingParams {
+            logit_bias: bias.clone(),
+            ..SamplingParams::greedy()
+        };
+        let mut logits = vec![3.0, 2.0, 1.0];
+        assert_eq!(Sampler::new(p).sample(&mut logits, &[]), want, "{bias:?}");
+    };
+    check(vec![], 0);
+    check(vec![(0, -1.5)], 1);
+    check(vec![(2, 100.0)], 2);
+    check(vec![(0, -100.0), (1, -100.0)], 2);
+    check(vec![(7, 100.0)], 0);
+}
