@@ -96,6 +96,12 @@ pub struct ChatCompletionRequest {
     /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
     #[serde(default)]
     pub top_logprobs: Option<i64>,
+    /// Token id (as a string) → bias in `-100..=100` added to its logit before sampling.
+    #[serde(default)]
+    pub logit_bias: Option<std::collections::BTreeMap<String, f64>>,
+    /// vLLM's extension: keep only the prompt's last this many tokens.
+    #[serde(default)]
+    pub truncate_prompt_tokens: Option<i64>,
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.
@@ -137,6 +143,12 @@ pub struct CompletionRequest {
     /// Report each output token's log-probability with this many alternatives (`0..=5`).
     #[serde(default)]
     pub logprobs: Option<i64>,
+    /// Token id (as a string) → bias in `-100..=100` added to its logit before sampling.
+    #[serde(default)]
+    pub logit_bias: Option<std::collections::BTreeMap<String, f64>>,
+    /// vLLM's extension: keep only the prompt's last this many tokens.
+    #[serde(default)]
+    pub truncate_prompt_tokens: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
