@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_api_types::ollama as wire_ol;
 use hearth_llm::{
     ChatRequest, Completion, CompletionRequest, GenerationOptions, Message, ModelDetails,
-    ModelInfo, TokenLogprob,
+    ModelInfo, TokenLogprob, Truncation,
 };
 
 use crate::AppState;
@@ -41,6 +41,19 @@ fn options(o: Option<wire_ol::Options>, top_logprobs: Option<u32>) -> Generation
         seed: o.seed.filter(|s| *s >= 0).map(i64::cast_unsigned),
         stop: o.stop.unwrap_or_default(),
         top_logprobs,
+        // Ollama has no logit bias.
+        logit_bias: Vec::new(),
+        truncate: Truncation::Refuse,
+    }
+}
+
+/// Ollama's `truncate`: `true` makes an over-long prompt fit by dropping the oldest messages
+/// (Ollama's default; Hearth's default refuses it, never truncating silently).
+fn truncation(truncate: Option<bool>) -> Truncation {
+    if truncate == Some(true) {
+        Truncation::Fit
+    } else {
+        Truncation::Refuse
     }
 }
 
@@ -231,7 +244,10 @@ pub async fn chat(
                 content: m.content,
             })
             .collect(),
-        options: options(req.options, top_logprobs),
+        options: GenerationOptions {
+            truncate: truncation(req.truncate),
+            ..options(req.options, top_logprobs)
+        },
         keep_alive: keep.map(KeepAliveSpec::duration),
         user: String::new(),
     };
@@ -317,7 +333,10 @@ pub async fn generate(
         return Ok(axum::Json(body).into_response());
     }
     let stream = req.stream.unwrap_or(true);
-    let options = options(req.options, top_logprobs);
+    let options = GenerationOptions {
+        truncate: truncation(req.truncate),
+        ..options(req.options, top_logprobs)
+    };
     let keep_alive = keep.map(KeepAliveSpec::duration);
     let in_flight = state.metrics.generation_started();
     let rx = if req.raw.unwrap_or(false) {
