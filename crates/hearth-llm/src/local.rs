@@ -1144,6 +1144,9 @@ impl ModelService for LocalModels {
         let model = model.to_owned();
         Box::pin(async move {
             let entry = self.catalog.get(&model).map_err(catalog_error)?;
+            if entry.format == ModelFormat::Files {
+                return Err(not_a_model(&entry.name));
+            }
             Ok((*self.details_of(&entry)?).clone())
         })
     }
