@@ -119,6 +119,10 @@ pub struct ChatRequest {
     /// Functions the model may call (it chooses whether to).
     #[serde(default)]
     pub tools: Option<Vec<Tool>>,
+    /// Make a prompt longer than the context window fit by dropping the oldest messages
+    /// (Ollama's behaviour). Hearth's default is `false`: such a prompt is refused.
+    #[serde(default)]
+    pub truncate: Option<bool>,
 }
 
 /// `POST /api/generate`
@@ -146,6 +150,10 @@ pub struct GenerateRequest {
     /// With `logprobs: true`, also this many most likely alternatives per token (`0..=20`).
     #[serde(default)]
     pub top_logprobs: Option<i64>,
+    /// Make a prompt longer than the context window fit by dropping the oldest messages
+    /// (Ollama's behaviour). Hearth's default is `false`: such a prompt is refused.
+    #[serde(default)]
+    pub truncate: Option<bool>,
 }
 
 /// Counts and timings of the final object of a generation; durations in nanoseconds.

@@ -207,6 +207,12 @@ pub struct ChatCompletionRequest {
     /// `false`: at most one tool call per answer (default `true`).
     #[serde(default)]
     pub parallel_tool_calls: Option<bool>,
+    /// Token id (as a string) → bias in `-100..=100` added to its logit before sampling.
+    #[serde(default)]
+    pub logit_bias: Option<std::collections::BTreeMap<String, f64>>,
+    /// vLLM's extension: keep only the prompt's last this many tokens.
+    #[serde(default)]
+    pub truncate_prompt_tokens: Option<i64>,
 }
 
 /// `prompt` of `/v1/completions`: a string or a list of strings.
@@ -248,6 +254,12 @@ pub struct CompletionRequest {
     /// Report each output token's log-probability with this many alternatives (`0..=5`).
     #[serde(default)]
     pub logprobs: Option<i64>,
+    /// Token id (as a string) → bias in `-100..=100` added to its logit before sampling.
+    #[serde(default)]
+    pub logit_bias: Option<std::collections::BTreeMap<String, f64>>,
+    /// vLLM's extension: keep only the prompt's last this many tokens.
+    #[serde(default)]
+    pub truncate_prompt_tokens: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

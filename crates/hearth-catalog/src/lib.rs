@@ -30,7 +30,8 @@ pub use hub::{HubConfig, resolve_url};
 pub use name::{LATEST, MAX_NAME_LEN, ModelName};
 pub use pip::PipConfig;
 pub use registry::{
-    DEFAULT_MODEL, EMBED_MODEL, ModelFormat, Registry, RegistryEntry, RegistrySource, WheelMember,
+    CL100K, DEFAULT_MODEL, EMBED_MODEL, ModelFormat, Registry, RegistryEntry, RegistrySource,
+    WheelMember,
 };
 
 #[cfg(test)]

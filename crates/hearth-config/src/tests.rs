@@ -14,6 +14,7 @@ fn defaults_are_valid_and_documented_values() {
     assert_eq!(c.home, PathBuf::from("/srv/someone/.local/share/hearth"));
     assert_eq!(c.models.default, "smollm2:135m");
     assert_eq!(c.models.keep_alive, Some(Duration::from_secs(300)));
+    assert_eq!(c.server.max_choices, 8);
 }
 
 #[test]
@@ -58,6 +59,8 @@ fn bad_values_name_the_key() {
     check(("HEARTH__MODELS__KEEP_ALIVE", "5 weeks"), "keep_alive");
     check(("HEARTH__ENGINE__THREADS", "-2"), "threads");
     check(("HEARTH__MODELS__MAX_LOADED", "0"), "max_loaded");
+    check(("HEARTH__SERVER__MAX_CHOICES", "0"), "server.max_choices");
+    check(("HEARTH__SERVER__MAX_CHOICES", "129"), "server.max_choices");
 }
 
 #[test]

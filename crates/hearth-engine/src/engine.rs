@@ -387,7 +387,7 @@ impl Worker {
         if !self.turns.contains(&req.user) {
             self.turns.push_back(req.user.clone());
         }
-        let (cache, cached) = match self.prefixes.lookup(&req.prompt) {
+        let (cache, cached) = match self.shared_prefix(&req.prompt) {
             Some(c) => {
                 let n = c.len();
                 (c, n)
@@ -411,6 +411,40 @@ impl Worker {
             prompt_eval: Duration::ZERO,
             decode_started: None,
         });
+    }
+
+    /// A copy of the longest computed prefix of `prompt` held by a finished sequence (the
+    /// prefix cache) or by a running one (so `n` choices of one prompt, or users sending the
+    /// same prompt at once, compute it once), leaving at least its last token to compute.
+    fn shared_prefix(&mut self, prompt: &[u32]) -> Option<KvCache> {
+        let limit = prompt.len().saturating_sub(1);
+        let running = self
+            .active
+            .iter()
+            .map(|s| {
+                // Prompt positions whose keys and values are in the cache (generated tokens
+                // too, except the last one sampled, which is fed at the next step).
+                let computed = s.cache.len().min(s.history.len());
+                let common = s.history[..computed]
+                    .iter()
+                    .zip(prompt)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                (s, common.min(limit))
+            })
+            .max_by_key(|&(_, len)| len);
+        let (seq, len) = match running {
+            Some((s, len)) if len >= crate::prefix::MIN_REUSE => (s, len),
+            _ => return self.prefixes.lookup(prompt),
+        };
+        if len == limit {
+            return Some(seq.cache.prefix(len));
+        }
+        let copy = seq.cache.prefix(len);
+        match self.prefixes.lookup(prompt) {
+            Some(c) if c.len() > len => Some(c),
+            _ => Some(copy),
+        }
     }
 
     fn finish(&self, seq: &mut Sequence, reason: FinishReason) {

@@ -15,7 +15,7 @@ pub struct PrefixCache {
 }
 
 /// Shorter shared prefixes are not worth a copy.
-const MIN_REUSE: usize = 8;
+pub(crate) const MIN_REUSE: usize = 8;
 
 impl PrefixCache {
     pub fn new(capacity: usize) -> Self {

@@ -19,6 +19,9 @@ pub struct SamplingParams {
     pub frequency_penalty: f32,
     /// Same seed and inputs → same tokens. `None`: a fresh seed per request.
     pub seed: Option<u64>,
+    /// `(token id, bias)` added to the logits before anything else (OpenAI's `logit_bias`);
+    /// ids outside the vocabulary are ignored. -100 practically bans a token, +100 forces it.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -33,6 +36,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             seed: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -49,6 +53,7 @@ impl SamplingParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             seed: Some(0),
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -135,10 +140,15 @@ impl Sampler {
 
     /// Choose the next token from `logits` (modified in place by penalties).
     ///
-    /// Order: penalties, top-k, temperature softmax, min-p, top-p, draw. Only the candidates a
+    /// Order: logit bias, penalties, top-k, temperature softmax, min-p, top-p, draw. Only the candidates a
     /// cut can keep are ever sorted: with no top-k the nucleus is searched among the 256 most
     /// likely first, and the whole vocabulary is sorted only when those hold too little mass.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        for &(id, bias) in &self.params.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += bias;
+            }
+        }
         self.penalize(logits, history);
         let p = self.params.clone();
         if p.temperature <= 0.0 || p.top_k == 1 || logits.is_empty() {

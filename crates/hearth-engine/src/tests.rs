@@ -222,9 +222,27 @@ fn masked_tokens_are_never_sampled() {
                 presence_penalty: 0.5,
                 frequency_penalty: 0.5,
                 seed: Some(seed),
+                logit_bias: Vec::new(),
             };
             let t = Sampler::new(p).sample(&mut logits.clone(), &[7, 7, 900]);
             assert!(t == 7 || t == 900, "drew {t}");
         }
     }
+}
+
+#[test]
+fn logit_bias_is_added_before_sampling() {
+    let check = |bias: Vec<(u32, f32)>, want: u32| {
+        let p = SamplingParams {
+            logit_bias: bias.clone(),
+            ..SamplingParams::greedy()
+        };
+        let mut logits = vec![3.0, 2.0, 1.0];
+        assert_eq!(Sampler::new(p).sample(&mut logits, &[]), want, "{bias:?}");
+    };
+    check(vec![], 0);
+    check(vec![(0, -1.5)], 1);
+    check(vec![(2, 100.0)], 2);
+    check(vec![(0, -100.0), (1, -100.0)], 2);
+    check(vec![(7, 100.0)], 0);
 }

@@ -94,6 +94,11 @@ pub struct GenerationOptions {
     /// The output must be JSON of this form (OpenAI `response_format`, Ollama `format`);
     /// `None`: any text.
     pub format: Option<OutputFormat>,
+    /// `(token id, bias)` added to the logits before sampling (OpenAI's `logit_bias`); an id
+    /// outside the model's vocabulary is refused as bad input.
+    pub logit_bias: Vec<(u32, f32)>,
+    /// What to do with a prompt the context window cannot hold.
+    pub truncate: Truncation,
 }
 
 /// A required output format: generation is constrained so the text always parses.
@@ -104,6 +109,21 @@ pub enum OutputFormat {
     /// An instance of this JSON schema (OpenAI `json_schema`, Ollama `format: {schema}`).
     /// Unsupported keywords are refused with [`LlmError::BadRequest`].
     JsonSchema(serde_json::Value),
+}
+
+/// What to do with a prompt longer than the context window (or than the window less
+/// `max_tokens`, when given).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Truncation {
+    /// Refuse it as bad input (the default: never silent truncation).
+    #[default]
+    Refuse,
+    /// Keep the prompt's last `n` tokens (vLLM's `truncate_prompt_tokens`; `n` at most the
+    /// context window). The result must still fit.
+    KeepLastTokens(u32),
+    /// Make it fit (Ollama's `truncate`): a chat drops its oldest messages other than system
+    /// messages and the last message; a raw prompt keeps its last tokens that fit.
+    Fit,
 }
 
 /// A chat request: the model renders `messages` through its chat template.
@@ -296,12 +316,14 @@ pub enum LlmError {
     Internal(String),
 }
 
-/// What to embed: texts, or token ids of the model's own vocabulary.
+/// What to embed: texts, or texts given as token ids.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EmbedInput {
     Texts(Vec<String>),
-    /// Ids of the embedding model's own tokenizer (for MiniLM: its WordPiece vocabulary, not
-    /// an OpenAI `cl100k` encoding). `[CLS]` and `[SEP]` are added when missing.
+    /// Texts as ids of tiktoken's `cl100k_base`, the encoding OpenAI's API defines token-array
+    /// inputs in (LangChain's `OpenAIEmbeddings` sends them), whatever the embedding model's
+    /// own tokenizer: each is decoded to text, which the model then tokenizes. The vocabulary
+    /// is the catalog's `tiktoken:cl100k_base`, fetched on first need when not installed.
     Tokens(Vec<Vec<u32>>),
 }
 

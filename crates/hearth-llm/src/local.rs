@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use hearth_catalog::{Catalog, CatalogError, CreateFrom, ModelEntry, ModelExtras, ModelFormat};
+use hearth_catalog::{
+    CL100K, Catalog, CatalogError, CreateFrom, ModelEntry, ModelExtras, ModelFormat,
+};
 use hearth_engine::{
     EngineConfig, EngineError, EngineHandle, Event, EventSink, GenerateRequest, SamplingParams,
     TokenLogprobs,
@@ -19,7 +21,7 @@ use hearth_gguf::{Gguf, GgufFile, Value};
 use hearth_grammar::{Grammar, Matcher, Vocab};
 use hearth_models::{Bert, ThreadPool};
 use hearth_template::ChatTemplate;
-use hearth_tokenizer::{Tokenizer, WordPiece};
+use hearth_tokenizer::{CL100K_SPECIALS, MAX_RANK_FILE_BYTES, TiktokenVocab, Tokenizer, WordPiece};
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::tools::{Mode, Outcome, ToolOutput};
@@ -27,7 +29,7 @@ use crate::{
     BlobChunks, BoxFuture, Capability, ChatRequest, Completion, CompletionRequest, CreateRequest,
     CreateSource, Created, EmbedInput, EmbedRequest, Embeddings, FinishReason, GenerationOptions,
     GenerationStream, LlmError, ModelDetails, ModelInfo, ModelService, OutputFormat, PullEvent,
-    PullStream, RunningModel, StreamEvent, TokenLogprob,
+    PullStream, RunningModel, StreamEvent, TokenLogprob, Truncation,
 };
 
 /// Longest keep-alive tracked; anything longer is treated as this (about a century).
@@ -185,6 +187,12 @@ fn not_embedding(name: &str) -> LlmError {
     ))
 }
 
+fn not_a_model(name: &str) -> LlmError {
+    LlmError::BadRequest(format!(
+        "`{name}` is a data file Hearth uses (a tokenizer's vocabulary), not a model"
+    ))
+}
+
 /// Which kind of model a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
@@ -210,10 +218,15 @@ pub struct LocalModels {
     import_dirs: Vec<PathBuf>,
     /// Largest blob an upload may store.
     max_blob_bytes: u64,
+    /// tiktoken's cl100k_base, read on the first token-array embedding input.
+    cl100k: OnceCell<Arc<TiktokenVocab>>,
 }
 
 /// Largest uploaded blob by default (64 GiB).
 pub const DEFAULT_MAX_BLOB_BYTES: u64 = 64 << 30;
+
+/// The file of the `tiktoken:cl100k_base` folder.
+const CL100K_FILE: &str = "cl100k_base.tiktoken";
 
 fn internal(e: impl std::fmt::Display) -> LlmError {
     LlmError::Internal(e.to_string())
@@ -524,6 +537,7 @@ impl LocalModels {
             summaries: Mutex::new(HashMap::new()),
             import_dirs: Vec::new(),
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            cl100k: OnceCell::new(),
         }
     }
 
@@ -630,6 +644,7 @@ impl LocalModels {
     ) -> Result<Arc<Loaded>, LlmError> {
         let entry = self.catalog.get(name).map_err(catalog_error)?;
         match (entry.format, want) {
+            (ModelFormat::Files, _) => return Err(not_a_model(&entry.name)),
             (ModelFormat::Gguf, Want::Embed) => return Err(not_embedding(&entry.name)),
             (ModelFormat::SafetensorsDir, Want::Chat) => return Err(not_chat(&entry.name)),
             _ => {}
@@ -812,6 +827,17 @@ impl LocalModels {
             } else {
                 o.stop.clone()
             };
+        let vocab = loaded.chat()?.0.tokenizer().vocab_size();
+        if let Some((id, _)) = options
+            .logit_bias
+            .iter()
+            .find(|(id, _)| *id as usize >= vocab)
+        {
+            return Err(LlmError::BadRequest(format!(
+                "logit_bias: token id {id} is not in `{}`'s vocabulary of {vocab} ids",
+                loaded.details.info.name
+            )));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let defaults = SamplingParams::default();
         let sampling = SamplingParams {
@@ -826,6 +852,7 @@ impl LocalModels {
             presence_penalty: o.presence_penalty.unwrap_or(defaults.presence_penalty),
             frequency_penalty: o.frequency_penalty.unwrap_or(defaults.frequency_penalty),
             seed: o.seed,
+            logit_bias: o.logit_bias.clone(),
         };
         let req = GenerateRequest {
             prompt,
@@ -884,13 +911,26 @@ impl LocalModels {
         keep_alive: Option<Duration>,
         options: &GenerationOptions,
         user: &str,
-        make_prompt: impl FnOnce(&Loaded) -> Result<(String, Option<ToolCalls>), LlmError>,
+        prompt: Prompt<'_>,
     ) -> Result<GenerationStream, LlmError> {
         let was_loaded = self.is_loaded(model);
         let loaded = self.acquire(model, keep_alive, Want::Chat).await?;
-        let (text, tools) = make_prompt(&loaded)?;
-        let prompt = Self::encode(&loaded, &text)?;
-        self.start(loaded, prompt, options, user, !was_loaded, tools)
+        let (ids, tools) = fit_prompt(&loaded, prompt, options)?;
+        self.start(loaded, ids, options, user, !was_loaded, tools)
+    }
+
+    /// tiktoken's cl100k_base, read (and pulled when missing) on first use.
+    async fn cl100k(&self) -> Result<Arc<TiktokenVocab>, LlmError> {
+        self.cl100k
+            .get_or_try_init(|| async {
+                let catalog = self.catalog.clone();
+                let vocab = tokio::task::spawn_blocking(move || load_cl100k(&catalog))
+                    .await
+                    .map_err(internal)??;
+                Ok::<_, LlmError>(Arc::new(vocab))
+            })
+            .await
+            .cloned()
     }
 
     fn is_loaded(&self, model: &str) -> bool {
@@ -903,6 +943,173 @@ impl LocalModels {
             .and_then(|s| s.get(&entry.name).map(|s| s.cell.initialized()))
             .unwrap_or(false)
     }
+}
+
+/// What a generation starts from.
+#[derive(Clone, Copy)]
+enum Prompt<'a> {
+    /// A conversation (and its tools) rendered with the model's chat template.
+    Chat(&'a ChatRequest),
+    /// Text tokenized as is.
+    Raw(&'a str),
+}
+
+/// Whether a prompt of `n` tokens leaves room in a context window of `ctx` for `max_tokens`
+/// (when given) or for at least one generated token.
+fn fits(n: usize, ctx: usize, max_tokens: Option<u32>) -> bool {
+    match max_tokens {
+        Some(m) => n.saturating_add(m as usize) <= ctx && n < ctx,
+        None => n < ctx,
+    }
+}
+
+fn too_long(n: usize, ctx: usize, max_tokens: Option<u32>) -> LlmError {
+    let asked = match max_tokens {
+        Some(m) if n < ctx => format!(" and max_tokens asks for {m} more"),
+        _ => String::new(),
+    };
+    LlmError::BadRequest(format!(
+        "the prompt is {n} tokens long{asked}; the model's context window holds {ctx} tokens. \
+         Shorten the prompt{}, or opt into truncation (`truncate_prompt_tokens` on OpenAI \
+         routes, `\"truncate\": true` on Ollama's)",
+        if asked.is_empty() {
+            ""
+        } else {
+            " or lower max_tokens"
+        }
+    ))
+}
+
+/// The prompt's token ids, truncated as `options.truncate` allows; a prompt that does not fit
+/// the context window (with room for `max_tokens` when given) is bad input.
+fn fit_prompt(
+    loaded: &Loaded,
+    prompt: Prompt<'_>,
+    options: &GenerationOptions,
+) -> Result<(Vec<u32>, Option<ToolCalls>), LlmError> {
+    let ctx = loaded.chat()?.0.summary().context_length;
+    let max = options.max_tokens;
+    let encode = |prompt: Prompt<'_>| match prompt {
+        Prompt::Chat(req) => {
+            let (text, tools) = render(loaded, req)?;
+            Ok::<_, LlmError>((LocalModels::encode(loaded, &text)?, tools))
+        }
+        Prompt::Raw(text) => Ok((LocalModels::encode(loaded, text)?, None)),
+    };
+    let (mut ids, mut tools) = encode(prompt)?;
+    match (options.truncate, prompt) {
+        (Truncation::Refuse, _) => {}
+        (Truncation::KeepLastTokens(n), _) => {
+            let n = n as usize;
+            if n > ctx {
+                return Err(LlmError::BadRequest(format!(
+                    "truncate_prompt_tokens: must be at most the context window of {ctx} tokens \
+                     (got {n})"
+                )));
+            }
+            ids.drain(..ids.len().saturating_sub(n));
+        }
+        (Truncation::Fit, Prompt::Chat(req)) if !fits(ids.len(), ctx, max) => {
+            // Drop the oldest messages that are neither system messages nor the last one: the
+            // fewest that make it fit (binary search; fewer messages never render longer).
+            let messages = &req.messages;
+            let droppable: Vec<usize> = messages
+                .iter()
+                .enumerate()
+                .take(messages.len().saturating_sub(1))
+                .filter(|(_, m)| m.role != "system")
+                .map(|(i, _)| i)
+                .collect();
+            let without = |k: usize| -> ChatRequest {
+                let gone = &droppable[..k];
+                ChatRequest {
+                    messages: messages
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !gone.contains(i))
+                        .map(|(_, m)| m.clone())
+                        .collect(),
+                    ..req.clone()
+                }
+            };
+            let (mut lo, mut hi) = (1, droppable.len());
+            let mut best = None;
+            while lo <= hi {
+                let mid = lo + (hi - lo) / 2;
+                let cut = encode(Prompt::Chat(&without(mid)))?;
+                if fits(cut.0.len(), ctx, max) {
+                    best = Some(cut);
+                    hi = mid - 1;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            if let Some(cut) = best {
+                (ids, tools) = cut;
+            }
+        }
+        (Truncation::Fit, Prompt::Raw(_)) if !fits(ids.len(), ctx, max) => {
+            let room = match max {
+                Some(m) => ctx.saturating_sub(m as usize).min(ctx - 1),
+                None => ctx - 1,
+            };
+            ids.drain(..ids.len().saturating_sub(room));
+        }
+        (Truncation::Fit, _) => {}
+    }
+    if ids.is_empty() || !fits(ids.len(), ctx, max) {
+        return Err(too_long(ids.len(), ctx, max));
+    }
+    Ok((ids, tools))
+}
+
+/// Reads and parses tiktoken's cl100k_base from the catalog, pulling it when it is not
+/// installed (it comes with `all-minilm:l6-v2`; older installs may lack it).
+fn load_cl100k(catalog: &Catalog) -> Result<TiktokenVocab, LlmError> {
+    use std::io::Read;
+    let dir = match catalog.path_of(CL100K) {
+        Ok(dir) => dir,
+        Err(_) => {
+            tracing::info!("fetching {CL100K} to decode token-array inputs");
+            match catalog.pull(CL100K, &|_| {}) {
+                Ok(e) => e.path,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fetch {CL100K}");
+                    return Err(LlmError::Busy(format!(
+                        "token arrays are OpenAI cl100k_base ids; decoding them needs \
+                         `{CL100K}`, which is not installed and could not be fetched. Run \
+                         `hearth pull {CL100K}` on the server, or send the texts as strings"
+                    )));
+                }
+            }
+        }
+    };
+    let path = dir.join(CL100K_FILE);
+    let file = std::fs::File::open(&path)
+        .map_err(|e| internal(format!("cannot open {}: {e}", path.display())))?;
+    let mut text = String::new();
+    file.take(MAX_RANK_FILE_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| internal(format!("cannot read {}: {e}", path.display())))?;
+    TiktokenVocab::parse(&text, CL100K_SPECIALS)
+        .map_err(|e| internal(format!("{}: {e}", path.display())))
+}
+
+/// Token-array inputs (cl100k_base ids) as texts; an id the encoding lacks is bad input.
+fn decode_cl100k(vocab: &TiktokenVocab, seqs: &[Vec<u32>]) -> Result<Vec<String>, LlmError> {
+    seqs.iter()
+        .enumerate()
+        .map(|(i, ids)| {
+            vocab.decode(ids).map_err(|e| {
+                LlmError::BadRequest(format!(
+                    "input {i}: token id {} is not a cl100k_base id (token arrays are ids of \
+                     OpenAI's cl100k_base encoding, 0..={})",
+                    e.0,
+                    vocab.len().saturating_sub(1)
+                ))
+            })
+        })
+        .collect()
 }
 
 /// When an embedding request's work should stop early.
@@ -1003,61 +1210,28 @@ impl Embedder {
         })
     }
 
-    /// Token ids of every input, each `[CLS] … [SEP]` and at most `max_tokens()` long.
+    /// Token ids of every text, each `[CLS] … [SEP]` and at most `max_tokens()` long.
     fn sequences(
         &self,
         model: &str,
-        inputs: &EmbedInput,
+        texts: &[String],
         truncate: bool,
     ) -> Result<Vec<Vec<u32>>, LlmError> {
         let max = self.bert.max_tokens().max(2);
-        let (cls, sep) = (self.tokenizer.cls(), self.tokenizer.sep());
-        let vocab = self.tokenizer.vocab_size().min(self.bert.config.vocab_size);
-        let too_long = |i: usize, n: usize| {
-            LlmError::BadRequest(format!(
-                "input {i} is {n} tokens long; `{model}` takes at most {max} (shorten it, or let it be truncated)"
-            ))
-        };
-        let mut out = Vec::with_capacity(inputs.len());
-        match inputs {
-            EmbedInput::Texts(texts) => {
-                for (i, text) in texts.iter().enumerate() {
-                    let ids = if truncate {
-                        self.tokenizer.encode(text, max)
-                    } else {
-                        self.tokenizer.encode(text, usize::MAX)
-                    };
-                    if ids.len() > max {
-                        return Err(too_long(i, ids.len()));
-                    }
-                    out.push(ids);
-                }
+        let mut out = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let ids = if truncate {
+                self.tokenizer.encode(text, max)
+            } else {
+                self.tokenizer.encode(text, usize::MAX)
+            };
+            if ids.len() > max {
+                return Err(LlmError::BadRequest(format!(
+                    "input {i} is {} tokens long; `{model}` takes at most {max} (shorten it, or let it be truncated)",
+                    ids.len()
+                )));
             }
-            EmbedInput::Tokens(seqs) => {
-                for (i, seq) in seqs.iter().enumerate() {
-                    if let Some(bad) = seq.iter().find(|&&t| t as usize >= vocab) {
-                        return Err(LlmError::BadRequest(format!(
-                            "input {i}: token id {bad} is not in `{model}`'s vocabulary of {vocab} ids (token arrays are ids of the model's own tokenizer)"
-                        )));
-                    }
-                    let mut ids = Vec::with_capacity(seq.len().min(max) + 2);
-                    if seq.first() != Some(&cls) {
-                        ids.push(cls);
-                    }
-                    ids.extend_from_slice(seq);
-                    if ids.len() < 2 || ids.last() != Some(&sep) {
-                        ids.push(sep);
-                    }
-                    if ids.len() > max {
-                        if !truncate {
-                            return Err(too_long(i, ids.len()));
-                        }
-                        ids.truncate(max - 1);
-                        ids.push(sep);
-                    }
-                    out.push(ids);
-                }
-            }
+            out.push(ids);
         }
         Ok(out)
     }
@@ -1066,7 +1240,7 @@ impl Embedder {
     fn run(
         &self,
         model: &str,
-        inputs: &EmbedInput,
+        inputs: &[String],
         truncate: bool,
         dimensions: Option<usize>,
         stop: &Stop,
@@ -1263,9 +1437,13 @@ impl EventSink for Sink {
 impl ModelService for LocalModels {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
-            self.generate_text(&req.model, req.keep_alive, &req.options, &req.user, |l| {
-                render(l, &req)
-            })
+            self.generate_text(
+                &req.model,
+                req.keep_alive,
+                &req.options,
+                &req.user,
+                Prompt::Chat(&req),
+            )
             .await
         })
     }
@@ -1275,13 +1453,12 @@ impl ModelService for LocalModels {
         req: CompletionRequest,
     ) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
-            let prompt = req.prompt.clone();
             self.generate_text(
                 &req.model,
                 req.keep_alive,
                 &req.options,
                 &req.user,
-                move |_| Ok((prompt, None)),
+                Prompt::Raw(&req.prompt),
             )
             .await
         })
@@ -1291,7 +1468,10 @@ impl ModelService for LocalModels {
         Box::pin(async move {
             let entries = self.catalog.list().map_err(catalog_error)?;
             let mut out = Vec::with_capacity(entries.len());
-            for e in entries {
+            for e in entries
+                .into_iter()
+                .filter(|e| e.format != ModelFormat::Files)
+            {
                 match self.details_of(&e) {
                     Ok(d) => out.push(d.info.clone()),
                     Err(err) => tracing::warn!(model = %e.name, error = %err, "cannot read model"),
@@ -1305,6 +1485,9 @@ impl ModelService for LocalModels {
         let model = model.to_owned();
         Box::pin(async move {
             let entry = self.catalog.get(&model).map_err(catalog_error)?;
+            if entry.format == ModelFormat::Files {
+                return Err(not_a_model(&entry.name));
+            }
             Ok((*self.details_of(&entry)?).clone())
         })
     }
@@ -1340,6 +1523,10 @@ impl ModelService for LocalModels {
                     req.inputs.len()
                 )));
             }
+            let texts = match req.inputs {
+                EmbedInput::Texts(t) => t,
+                EmbedInput::Tokens(seqs) => decode_cl100k(&*self.cl100k().await?, &seqs)?,
+            };
             let was_loaded = self.is_loaded(&req.model);
             let loaded = self
                 .acquire(&req.model, req.keep_alive, Want::Embed)
@@ -1361,7 +1548,7 @@ impl ModelService for LocalModels {
             };
             let _cancel = CancelOnDrop(stop.cancelled.clone());
             let result = tokio::task::spawn_blocking(move || {
-                embedder.run(&name, &req.inputs, req.truncate, req.dimensions, &stop)
+                embedder.run(&name, &texts, req.truncate, req.dimensions, &stop)
             })
             .await;
             let (vectors, prompt_tokens) = result.map_err(internal)??;

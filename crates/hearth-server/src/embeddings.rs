@@ -1,11 +1,11 @@
 //! Embedding routes of both families: `POST /v1/embeddings` (OpenAI), `POST /api/embed` and the
 //! older `POST /api/embeddings` (Ollama), with their wire ↔ domain conversions.
 //!
-//! Token-array inputs (`[1, 2, 3]` or `[[…], …]` on `/v1/embeddings`) are ids of the embedding
-//! model's own tokenizer (for `all-minilm:l6-v2` its WordPiece vocabulary), used verbatim with
-//! `[CLS]`/`[SEP]` added when missing. They are not OpenAI `cl100k` ids: clients that tokenize
-//! with tiktoken before sending (LangChain's `OpenAIEmbeddings` does by default) must send text
-//! instead (`check_embedding_ctx_length=False` there).
+//! Token-array inputs (`[1, 2, 3]` or `[[…], …]` on `/v1/embeddings`) are ids of OpenAI's
+//! `cl100k_base` encoding, as OpenAI's API defines them and as clients that tokenize with
+//! tiktoken before sending (LangChain's `OpenAIEmbeddings`) send them: the model service decodes
+//! them to text and embeds that with the model's own tokenizer, so the vectors equal those of
+//! the same texts sent as strings.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

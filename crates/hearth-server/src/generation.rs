@@ -167,3 +167,115 @@ pub fn stream_body<E: Encoder>(generation: Generation, encoder: E) -> Body {
     });
     Body::from_stream(stream)
 }
+
+/// One choice's events, tagged with its index; ends after its stream closes.
+type Tagged = std::pin::Pin<Box<dyn futures_util::Stream<Item = (usize, StreamEvent)> + Send>>;
+
+/// Writes what follows the last choice's final chunk (usage, the stream's terminator).
+pub type Tail = Box<dyn FnOnce(&[Completion], &mut String) + Send>;
+
+struct Choices<E> {
+    events: futures_util::stream::SelectAll<Tagged>,
+    encoders: Vec<E>,
+    /// Per choice: log-probabilities waiting for their text.
+    logprobs: Vec<Vec<TokenLogprob>>,
+    done: Vec<Option<Completion>>,
+    started: bool,
+    tail: Option<Tail>,
+}
+
+/// Several generations of one request (OpenAI's `n`) as one streaming body: each choice's
+/// events go through its own encoder as they arrive, interleaved; `tail` runs once every
+/// choice is done. A choice that fails ends the whole stream with its error.
+pub fn stream_choices<E: Encoder>(
+    generations: Vec<Generation>,
+    encoders: Vec<E>,
+    tail: Tail,
+) -> Body {
+    use futures_util::StreamExt as _;
+    let n = generations.len();
+    let tagged = generations.into_iter().enumerate().map(|(i, g)| -> Tagged {
+        Box::pin(futures_util::stream::unfold(g, move |mut g| async move {
+            let event = g.next().await?;
+            Some(((i, event), g))
+        }))
+    });
+    let state = Some(Choices {
+        events: futures_util::stream::select_all(tagged),
+        encoders,
+        logprobs: vec![Vec::new(); n],
+        done: vec![None; n],
+        started: false,
+        tail: Some(tail),
+    });
+    let stream = futures_util::stream::unfold(state, |state| async move {
+        let mut s = state?;
+        let mut out = String::new();
+        if !s.started {
+            s.started = true;
+            for e in &mut s.encoders {
+                e.start(&mut out);
+            }
+        }
+        loop {
+            let Some((i, event)) = s.events.next().await else {
+                // Every stream closed; a choice without its final event failed.
+                if s.done.iter().any(Option::is_none) {
+                    if let Some(e) = s.encoders.first_mut() {
+                        e.error(&closed_early(), &mut out);
+                    }
+                } else {
+                    let all: Vec<Completion> = s.done.iter().flatten().cloned().collect();
+                    if let Some(tail) = s.tail.take() {
+                        tail(&all, &mut out);
+                    }
+                }
+                return Some((Ok::<_, Infallible>(Bytes::from(out)), None));
+            };
+            let (Some(encoder), Some(pending)) = (s.encoders.get_mut(i), s.logprobs.get_mut(i))
+            else {
+                continue;
+            };
+            match event {
+                StreamEvent::Logprobs(l) => pending.extend(l),
+                StreamEvent::Delta(d) => {
+                    if !d.is_empty() {
+                        encoder.delta(&d, pending, &mut out);
+                        pending.clear();
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(Bytes::from(out)), Some(s)));
+                    }
+                }
+                StreamEvent::ToolCalls(calls) => {
+                    encoder.tool_calls(&calls, &mut out);
+                    return Some((Ok(Bytes::from(out)), Some(s)));
+                }
+                StreamEvent::Done(c) => {
+                    if !pending.is_empty() {
+                        encoder.delta("", pending, &mut out);
+                        pending.clear();
+                    }
+                    encoder.done(&c, &mut out);
+                    if let Some(slot) = s.done.get_mut(i) {
+                        *slot = Some(c);
+                    }
+                    return Some((Ok(Bytes::from(out)), Some(s)));
+                }
+                StreamEvent::Error(e) => {
+                    encoder.error(&ApiError::from(e), &mut out);
+                    return Some((Ok(Bytes::from(out)), None));
+                }
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// Every generation's text, counts and log-probabilities, in order, collected concurrently.
+pub async fn collect_all(generations: Vec<Generation>) -> Result<Vec<Collected>, ApiError> {
+    futures_util::future::join_all(generations.into_iter().map(Generation::collect))
+        .await
+        .into_iter()
+        .collect()
+}

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub version: String,
     /// Sent as `system_fingerprint` on OpenAI answers when set.
     pub system_fingerprint: Option<String>,
+    /// Most choices one OpenAI request may ask for (`n`); more are refused.
+    pub max_choices: u32,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
             max_body_bytes: 8 * 1024 * 1024,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             system_fingerprint: None,
+            max_choices: 8,
         }
     }
 }

@@ -83,6 +83,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
     prompt_tokens: AtomicU64,
+    cached_prompt_tokens: AtomicU64,
     generated_tokens: AtomicU64,
     tokens_per_second: Mutex<Histogram>,
     in_flight: AtomicU64,
@@ -94,6 +95,7 @@ impl Default for Metrics {
             requests: Mutex::default(),
             durations: Mutex::default(),
             prompt_tokens: AtomicU64::new(0),
+            cached_prompt_tokens: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
             tokens_per_second: Mutex::new(Histogram::new(TOKENS_PER_SECOND_BUCKETS)),
             in_flight: AtomicU64::new(0),
@@ -156,6 +158,8 @@ impl Metrics {
     pub fn record_generation(&self, c: &Completion) {
         self.prompt_tokens
             .fetch_add(u64::from(c.prompt_tokens), Ordering::Relaxed);
+        self.cached_prompt_tokens
+            .fetch_add(u64::from(c.cached_prompt_tokens), Ordering::Relaxed);
         self.generated_tokens
             .fetch_add(u64::from(c.completion_tokens), Ordering::Relaxed);
         let secs = c.eval_duration.as_secs_f64();
@@ -203,6 +207,12 @@ impl Metrics {
             "hearth_prompt_tokens_total",
             "Prompt tokens evaluated by finished generations.",
             self.prompt_tokens.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "hearth_prompt_tokens_cached_total",
+            "Of the prompt tokens, those reused from the prefix cache or a running request instead of computed.",
+            self.cached_prompt_tokens.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_api_types::ollama as wire_ol;
 use hearth_llm::{
     ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
-    ModelDetails, ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall,
+    ModelDetails, ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall, Truncation,
 };
 
 use crate::AppState;
@@ -46,6 +46,19 @@ fn options(
         stop: o.stop.unwrap_or_default(),
         top_logprobs,
         format,
+        // Ollama has no logit bias.
+        logit_bias: Vec::new(),
+        truncate: Truncation::Refuse,
+    }
+}
+
+/// Ollama's `truncate`: `true` makes an over-long prompt fit by dropping the oldest messages
+/// (Ollama's default; Hearth's default refuses it, never truncating silently).
+fn truncation(truncate: Option<bool>) -> Truncation {
+    if truncate == Some(true) {
+        Truncation::Fit
+    } else {
+        Truncation::Refuse
     }
 }
 
@@ -317,7 +330,10 @@ pub async fn chat(
     let request = ChatRequest {
         model: req.model,
         messages: messages_in(req.messages),
-        options: options(req.options, top_logprobs, format),
+        options: GenerationOptions {
+            truncate: truncation(req.truncate),
+            ..options(req.options, top_logprobs, format)
+        },
         keep_alive: keep.map(KeepAliveSpec::duration),
         tools: tools_in(req.tools),
         ..ChatRequest::default()
@@ -412,7 +428,10 @@ pub async fn generate(
         return Ok(axum::Json(body).into_response());
     }
     let stream = req.stream.unwrap_or(true);
-    let options = options(req.options, top_logprobs, format);
+    let options = GenerationOptions {
+        truncate: truncation(req.truncate),
+        ..options(req.options, top_logprobs, format)
+    };
     let keep_alive = keep.map(KeepAliveSpec::duration);
     let in_flight = state.metrics.generation_started();
     let rx = if req.raw.unwrap_or(false) {

@@ -8,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 use hearth_api_types::openai as wire_ai;
 use hearth_llm::{
     ChatRequest, Completion, CompletionRequest, FinishReason, GenerationOptions, Message,
-    ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall, ToolChoice,
+    ModelInfo, OutputFormat, TokenLogprob, Tool, ToolCall, ToolChoice, Truncation,
 };
 
 use crate::AppState;
 use crate::body::OpenAiJson;
 use crate::error::{ApiError, Family, OpenAiError};
-use crate::generation::{Collected, Encoder, Generation, stream_body};
+use crate::generation::{
+    Collected, Encoder, Generation, Tail, collect_all, stream_body, stream_choices,
+};
 use crate::wire::{new_id, unix_seconds};
 
 /// The sampling fields both OpenAI generation requests share.
@@ -26,8 +28,63 @@ struct Sampling {
     stop: Option<wire_ai::Stop>,
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
-    n: Option<u32>,
     top_logprobs: Option<u32>,
+    logit_bias: Option<std::collections::BTreeMap<String, f64>>,
+    truncate_prompt_tokens: Option<i64>,
+}
+
+/// OpenAI's `n`: how many choices, `1..=max` (the server's `max_choices`).
+fn choices(n: Option<u32>, max: u32) -> Result<u32, ApiError> {
+    match n {
+        None => Ok(1),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::invalid(
+            "n",
+            format!("n: must be between 1 and {max} (got {n})"),
+        )),
+    }
+}
+
+/// OpenAI's `logit_bias`: token ids (as strings) to biases in `-100..=100`. Whether an id is
+/// in the model's vocabulary is the model service's to say.
+fn logit_bias(
+    map: Option<std::collections::BTreeMap<String, f64>>,
+) -> Result<Vec<(u32, f32)>, ApiError> {
+    let mut out = Vec::new();
+    for (key, bias) in map.unwrap_or_default() {
+        let Ok(id) = key.parse::<u32>() else {
+            return Err(ApiError::invalid(
+                "logit_bias",
+                format!("logit_bias: {key:?} is not a token id (a non-negative integer)"),
+            ));
+        };
+        if !(-100.0..=100.0).contains(&bias) {
+            return Err(ApiError::invalid(
+                "logit_bias",
+                format!(
+                    "logit_bias: the bias of token {id} must be between -100 and 100 (got {bias})"
+                ),
+            ));
+        }
+        out.push((id, bias as f32));
+    }
+    out.sort_by_key(|e| e.0);
+    Ok(out)
+}
+
+/// vLLM's `truncate_prompt_tokens`: keep the prompt's last N tokens (N ≥ 1; the model service
+/// checks N against the context window).
+fn truncation(n: Option<i64>) -> Result<Truncation, ApiError> {
+    match n {
+        None => Ok(Truncation::Refuse),
+        Some(n) if n >= 1 => Ok(Truncation::KeepLastTokens(
+            u32::try_from(n).unwrap_or(u32::MAX),
+        )),
+        Some(n) => Err(ApiError::invalid(
+            "truncate_prompt_tokens",
+            format!("truncate_prompt_tokens: must be at least 1 (got {n})"),
+        )),
+    }
 }
 
 /// OpenAI's `logprobs` / `top_logprobs` pair of a chat request: how many alternatives to
@@ -127,16 +184,6 @@ fn completion_logprobs(
 }
 
 fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
-    if let Some(n) = s.n
-        && n != 1
-    {
-        return Err(ApiError::invalid(
-            "n",
-            format!(
-                "n: only one choice per request is supported (got {n}); send n=1 or leave it out"
-            ),
-        ));
-    }
     // OpenAI's defaults, not the model service's (which are Ollama's): temperature 1, no
     // nucleus or top-k cut, no penalties beyond the two OpenAI names.
     Ok(GenerationOptions {
@@ -153,6 +200,8 @@ fn options(s: Sampling) -> Result<GenerationOptions, ApiError> {
         frequency_penalty: Some(s.frequency_penalty.unwrap_or(0.0)),
         top_logprobs: s.top_logprobs,
         format: None,
+        logit_bias: logit_bias(s.logit_bias)?,
+        truncate: truncation(s.truncate_prompt_tokens)?,
     })
 }
 
@@ -252,8 +301,9 @@ fn chat_request(req: wire_ai::ChatCompletionRequest) -> Result<ChatRequest, ApiE
         stop: req.stop,
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
-        n: req.n,
         top_logprobs,
+        logit_bias: req.logit_bias,
+        truncate_prompt_tokens: req.truncate_prompt_tokens,
     })?;
     let options = GenerationOptions { format, ..options };
     Ok(ChatRequest {
@@ -360,8 +410,9 @@ fn completion_request(req: wire_ai::CompletionRequest) -> Result<CompletionReque
         stop: req.stop,
         presence_penalty: req.presence_penalty,
         frequency_penalty: req.frequency_penalty,
-        n: req.n,
         top_logprobs: completion_logprobs_option(req.logprobs)?,
+        logit_bias: req.logit_bias,
+        truncate_prompt_tokens: req.truncate_prompt_tokens,
     })?;
     Ok(CompletionRequest {
         model: req.model,
@@ -444,6 +495,10 @@ struct ChatEncoder {
     include_usage: bool,
     /// The request asked for log-probabilities: each content chunk carries its tokens'.
     logprobs: bool,
+    /// The choice this encoder writes (`n` > 1 runs one encoder per choice).
+    index: u32,
+    /// `done` ends the whole stream (usage, `[DONE]`); `false` for one of several choices.
+    last: bool,
 }
 
 impl ChatEncoder {
@@ -464,12 +519,13 @@ impl ChatEncoder {
     }
 
     fn choice(
+        &self,
         delta: wire_ai::Delta,
         logprobs: Option<wire_ai::ChoiceLogprobs>,
         finish_reason: Option<String>,
     ) -> Vec<wire_ai::ChunkChoice> {
         vec![wire_ai::ChunkChoice {
-            index: 0,
+            index: self.index,
             delta,
             logprobs,
             finish_reason,
@@ -484,7 +540,7 @@ impl Encoder for ChatEncoder {
             content: Some(String::new()),
             tool_calls: None,
         };
-        sse_event(&self.chunk(Self::choice(delta, None, None), None), out);
+        sse_event(&self.chunk(self.choice(delta, None, None), None), out);
     }
 
     fn delta(&mut self, text: &str, logprobs: &[TokenLogprob], out: &mut String) {
@@ -494,7 +550,7 @@ impl Encoder for ChatEncoder {
             tool_calls: None,
         };
         let logprobs = self.logprobs.then(|| wire_logprobs(logprobs));
-        sse_event(&self.chunk(Self::choice(delta, logprobs, None), None), out);
+        sse_event(&self.chunk(self.choice(delta, logprobs, None), None), out);
     }
 
     /// Each call as OpenAI streams it: a chunk that opens it (id, type, name, empty
@@ -526,18 +582,21 @@ impl Encoder for ChatEncoder {
                     tool_calls: Some(vec![piece]),
                     ..wire_ai::Delta::default()
                 };
-                sse_event(&self.chunk(Self::choice(delta, None, None), None), out);
+                sse_event(&self.chunk(self.choice(delta, None, None), None), out);
             }
         }
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
-        let last = Self::choice(
+        let last = self.choice(
             wire_ai::Delta::default(),
             None,
             Some(finish(c.finish_reason)),
         );
         sse_event(&self.chunk(last, None), out);
+        if !self.last {
+            return;
+        }
         if self.include_usage {
             sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
         }
@@ -563,9 +622,20 @@ pub async fn chat_completions(
 ) -> Result<Response, OpenAiError> {
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let n = choices(req.n, state.config.max_choices)?;
     let request = chat_request(req)?;
     let logprobs = request.options.top_logprobs.is_some();
     let header = Header::new("chatcmpl-", &request.model, &state);
+    if n > 1 {
+        let encoder = ChatEncoder {
+            header,
+            include_usage,
+            logprobs,
+            index: 0,
+            last: false,
+        };
+        return chat_choices(&state, request, n, stream, encoder).await;
+    }
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.chat(request).await, in_flight).await?;
     if stream {
@@ -573,35 +643,44 @@ pub async fn chat_completions(
             header,
             include_usage,
             logprobs,
+            index: 0,
+            last: true,
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
-    let Collected {
-        text,
-        completion: c,
-        logprobs: entries,
-        tool_calls,
-    } = generation.collect().await?;
+    let answer = generation.collect().await?;
+    let usage = usage(&answer.completion);
     let body = wire_ai::ChatCompletion {
         id: header.id,
         object: "chat.completion".to_owned(),
         created: header.created,
         model: header.model,
         system_fingerprint: header.system_fingerprint,
-        choices: vec![wire_ai::ChatChoice {
-            index: 0,
-            message: wire_ai::AssistantMessage {
-                role: "assistant".to_owned(),
-                content: (tool_calls.is_empty() || !text.is_empty()).then_some(text),
-                tool_calls: (!tool_calls.is_empty())
-                    .then(|| tool_calls.iter().map(tool_call_out).collect()),
-            },
-            logprobs: logprobs.then(|| wire_logprobs(&entries)),
-            finish_reason: finish(c.finish_reason),
-        }],
-        usage: usage(&c),
+        choices: vec![chat_choice(0, answer, logprobs)],
+        usage,
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// One choice of a non-streaming chat answer: its text, or (content `null`) its tool calls.
+fn chat_choice(index: u32, answer: Collected, logprobs: bool) -> wire_ai::ChatChoice {
+    let Collected {
+        text,
+        completion,
+        logprobs: entries,
+        tool_calls,
+    } = answer;
+    wire_ai::ChatChoice {
+        index,
+        message: wire_ai::AssistantMessage {
+            role: "assistant".to_owned(),
+            content: (tool_calls.is_empty() || !text.is_empty()).then_some(text),
+            tool_calls: (!tool_calls.is_empty())
+                .then(|| tool_calls.iter().map(tool_call_out).collect()),
+        },
+        logprobs: logprobs.then(|| wire_logprobs(&entries)),
+        finish_reason: finish(completion.finish_reason),
+    }
 }
 
 struct CompletionEncoder {
@@ -611,6 +690,10 @@ struct CompletionEncoder {
     logprobs: bool,
     /// Bytes of the tokens reported so far (for `text_offset`).
     reported: Vec<u8>,
+    /// The choice this encoder writes (`n` > 1 runs one encoder per choice).
+    index: u32,
+    /// `done` ends the whole stream (usage, `[DONE]`); `false` for one of several choices.
+    last: bool,
 }
 
 impl CompletionEncoder {
@@ -631,13 +714,14 @@ impl CompletionEncoder {
     }
 
     fn choice(
+        index: u32,
         text: &str,
         logprobs: Option<wire_ai::CompletionLogprobs>,
         finish_reason: Option<String>,
     ) -> Vec<wire_ai::CompletionChoice> {
         vec![wire_ai::CompletionChoice {
             text: text.to_owned(),
-            index: 0,
+            index,
             logprobs,
             finish_reason,
         }]
@@ -652,14 +736,23 @@ impl Encoder for CompletionEncoder {
         let logprobs = self
             .logprobs
             .then(|| completion_logprobs(logprobs, &mut self.reported));
-        sse_event(&self.chunk(Self::choice(text, logprobs, None), None), out);
+        sse_event(
+            &self.chunk(Self::choice(self.index, text, logprobs, None), None),
+            out,
+        );
     }
 
     fn done(&mut self, c: &Completion, out: &mut String) {
         sse_event(
-            &self.chunk(Self::choice("", None, Some(finish(c.finish_reason))), None),
+            &self.chunk(
+                Self::choice(self.index, "", None, Some(finish(c.finish_reason))),
+                None,
+            ),
             out,
         );
+        if !self.last {
+            return;
+        }
         if self.include_usage {
             sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
         }
@@ -678,9 +771,21 @@ pub async fn completions(
 ) -> Result<Response, OpenAiError> {
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let n = choices(req.n, state.config.max_choices)?;
     let request = completion_request(req)?;
     let logprobs = request.options.top_logprobs.is_some();
     let header = Header::new("cmpl-", &request.model, &state);
+    if n > 1 {
+        let encoder = CompletionEncoder {
+            header,
+            include_usage,
+            logprobs,
+            reported: Vec::new(),
+            index: 0,
+            last: false,
+        };
+        return completion_choices(&state, request, n, stream, encoder).await;
+    }
     let in_flight = state.metrics.generation_started();
     let generation = start(&state, state.models.complete(request).await, in_flight).await?;
     if stream {
@@ -689,6 +794,8 @@ pub async fn completions(
             include_usage,
             logprobs,
             reported: Vec::new(),
+            index: 0,
+            last: true,
         };
         return Ok(sse_response(stream_body(generation, encoder)));
     }
@@ -705,7 +812,7 @@ pub async fn completions(
         created: header.created,
         model: header.model,
         system_fingerprint: header.system_fingerprint,
-        choices: CompletionEncoder::choice(&text, logprobs, Some(finish(c.finish_reason))),
+        choices: CompletionEncoder::choice(0, &text, logprobs, Some(finish(c.finish_reason))),
         usage: Some(Some(usage(&c))),
     };
     Ok(axum::Json(body).into_response())
@@ -742,4 +849,173 @@ pub async fn get_model(
         .find(|m| m.name == id)
         .ok_or_else(|| ApiError::Llm(hearth_llm::LlmError::ModelNotFound(id.to_owned())))?;
     Ok(axum::Json(model(found)).into_response())
+}
+
+/// Usage of an `n`-choice request: the prompt counted once (the choices share it, and all but
+/// the first reuse its computed keys and values), completion tokens summed over the choices.
+fn usage_of_choices(cs: &[Completion]) -> wire_ai::Usage {
+    let mut u = cs.first().map_or(
+        wire_ai::Usage {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            prompt_tokens_details: None,
+        },
+        usage,
+    );
+    u.completion_tokens = cs
+        .iter()
+        .map(|c| c.completion_tokens)
+        .fold(0, u32::saturating_add);
+    u.total_tokens = u.prompt_tokens.saturating_add(u.completion_tokens);
+    u
+}
+
+/// The seed of choice `i`: `seed + i`, so each choice is reproducible and they differ.
+fn choice_seed(options: &mut GenerationOptions, i: u32) {
+    options.seed = options.seed.map(|s| s.wrapping_add(u64::from(i)));
+}
+
+/// Starts one generation per request future: the first alone until its first event (its
+/// prompt is computed then), the rest together after it, so they copy its computed prompt
+/// from the engine instead of computing it again.
+async fn start_choices(
+    state: &AppState,
+    mut starts: Vec<
+        hearth_llm::BoxFuture<'_, Result<hearth_llm::GenerationStream, hearth_llm::LlmError>>,
+    >,
+) -> Result<Vec<Generation>, ApiError> {
+    let rest = starts.split_off(1.min(starts.len()));
+    let mut out = Vec::with_capacity(rest.len() + 1);
+    for first in starts {
+        let in_flight = state.metrics.generation_started();
+        out.push(start(state, first.await, in_flight).await?);
+    }
+    let others = futures_util::future::join_all(rest.into_iter().map(|f| async move {
+        let in_flight = state.metrics.generation_started();
+        start(state, f.await, in_flight).await
+    }))
+    .await;
+    for g in others {
+        out.push(g?);
+    }
+    Ok(out)
+}
+
+/// `n` > 1 on `/v1/chat/completions`: `n` generations of the same messages (seeds `seed + i`).
+async fn chat_choices(
+    state: &AppState,
+    request: ChatRequest,
+    n: u32,
+    stream: bool,
+    encoder: ChatEncoder,
+) -> Result<Response, OpenAiError> {
+    let starts = (0..n)
+        .map(|i| {
+            let mut r = request.clone();
+            choice_seed(&mut r.options, i);
+            state.models.chat(r)
+        })
+        .collect();
+    let generations = start_choices(state, starts).await?;
+    if stream {
+        let encoders = (0..n)
+            .map(|index| ChatEncoder {
+                header: encoder.header.clone(),
+                index,
+                ..encoder
+            })
+            .collect();
+        let tail: Tail = Box::new(move |cs, out| {
+            if encoder.include_usage {
+                sse_event(&encoder.chunk(Vec::new(), Some(usage_of_choices(cs))), out);
+            }
+            out.push_str("data: [DONE]\n\n");
+        });
+        return Ok(sse_response(stream_choices(generations, encoders, tail)));
+    }
+    let results = collect_all(generations).await?;
+    let completions: Vec<Completion> = results.iter().map(|r| r.completion.clone()).collect();
+    let header = encoder.header;
+    let body = wire_ai::ChatCompletion {
+        id: header.id,
+        object: "chat.completion".to_owned(),
+        created: header.created,
+        model: header.model,
+        system_fingerprint: header.system_fingerprint,
+        choices: results
+            .into_iter()
+            .zip(0..)
+            .map(|(answer, index)| chat_choice(index, answer, encoder.logprobs))
+            .collect(),
+        usage: usage_of_choices(&completions),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// `n` > 1 on `/v1/completions`: `n` generations of the same prompt (seeds `seed + i`).
+async fn completion_choices(
+    state: &AppState,
+    request: CompletionRequest,
+    n: u32,
+    stream: bool,
+    encoder: CompletionEncoder,
+) -> Result<Response, OpenAiError> {
+    let starts = (0..n)
+        .map(|i| {
+            let mut r = request.clone();
+            choice_seed(&mut r.options, i);
+            state.models.complete(r)
+        })
+        .collect();
+    let generations = start_choices(state, starts).await?;
+    if stream {
+        let encoders = (0..n)
+            .map(|index| CompletionEncoder {
+                header: encoder.header.clone(),
+                reported: Vec::new(),
+                index,
+                ..encoder
+            })
+            .collect();
+        let tail: Tail = Box::new(move |cs, out| {
+            if encoder.include_usage {
+                sse_event(&encoder.chunk(Vec::new(), Some(usage_of_choices(cs))), out);
+            }
+            out.push_str("data: [DONE]\n\n");
+        });
+        return Ok(sse_response(stream_choices(generations, encoders, tail)));
+    }
+    let results = collect_all(generations).await?;
+    let completions: Vec<Completion> = results.iter().map(|r| r.completion.clone()).collect();
+    let header = encoder.header;
+    let body = wire_ai::Completion {
+        id: header.id,
+        object: "text_completion".to_owned(),
+        created: header.created,
+        model: header.model,
+        system_fingerprint: header.system_fingerprint,
+        choices: results
+            .into_iter()
+            .zip(0..)
+            .flat_map(
+                |(
+                    Collected {
+                        text,
+                        completion: c,
+                        logprobs: entries,
+                        ..
+                    },
+                    index,
+                )| {
+                    let logprobs = encoder
+                        .logprobs
+                        .then(|| completion_logprobs(&entries, &mut Vec::new()));
+                    CompletionEncoder::choice(index, &text, logprobs, Some(finish(c.finish_reason)))
+                },
+            )
+            .collect(),
+        usage: Some(Some(usage_of_choices(&completions))),
+    };
+    Ok(axum::Json(body).into_response())
 }

@@ -27,6 +27,7 @@ mod load;
 mod pretok;
 mod spm;
 mod stream;
+mod tiktoken;
 mod unicode;
 mod unicode_table;
 mod wordpiece;
@@ -34,6 +35,7 @@ mod wordpiece_table;
 
 pub use error::TokenizerError;
 pub use stream::StreamDecoder;
+pub use tiktoken::{CL100K_SPECIALS, MAX_RANK_FILE_BYTES, TiktokenVocab, UnknownId};
 pub use wordpiece::WordPiece;
 
 use bpe::Bpe;

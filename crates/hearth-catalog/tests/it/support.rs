@@ -178,6 +178,7 @@ impl Env {
                     sha256: self.sha.lock().unwrap().clone(),
                 }],
             },
+            requires: Vec::new(),
         });
         let mut cfg = CatalogConfig::new(&self.home);
         cfg.registry = registry;

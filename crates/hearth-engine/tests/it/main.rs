@@ -38,6 +38,8 @@ struct Collect {
     done: Option<mpsc::Sender<Outcome>>,
     /// Stop listening after this many tokens (cancellation).
     hang_up_after: Option<usize>,
+    /// Told when the first token arrives (the prompt is computed).
+    first_token: Option<mpsc::Sender<()>>,
 }
 
 #[derive(Debug)]
@@ -52,6 +54,9 @@ impl EventSink for Collect {
     fn send(&mut self, event: Event) -> bool {
         match event {
             Event::Token { id, text, logprobs } => {
+                if let Some(tx) = self.first_token.take() {
+                    let _ = tx.send(());
+                }
                 self.tokens.push(id);
                 self.logprobs.extend(logprobs);
                 self.text.push_str(&text);
@@ -90,6 +95,15 @@ fn submit(
     req: GenerateRequest,
     hang_up_after: Option<usize>,
 ) -> mpsc::Receiver<Outcome> {
+    submit_with(e, req, hang_up_after, None)
+}
+
+fn submit_with(
+    e: &EngineHandle,
+    req: GenerateRequest,
+    hang_up_after: Option<usize>,
+    first_token: Option<mpsc::Sender<()>>,
+) -> mpsc::Receiver<Outcome> {
     let (tx, rx) = mpsc::channel();
     let sink = Collect {
         tokens: Vec::new(),
@@ -97,6 +111,7 @@ fn submit(
         text: String::new(),
         done: Some(tx),
         hang_up_after,
+        first_token,
     };
     e.generate(req, Box::new(sink)).unwrap();
     rx
@@ -304,6 +319,7 @@ fn prompts_beyond_the_context_are_refused() {
                 text: String::new(),
                 done: None,
                 hang_up_after: None,
+                first_token: None,
             }),
         )
         .unwrap_err();
@@ -390,6 +406,7 @@ fn a_full_queue_refuses_more_and_recovers() {
         text: String::new(),
         done: None,
         hang_up_after: None,
+        first_token: None,
     };
     let err = e
         .generate(greedy(p.clone(), 8), Box::new(sink))
@@ -540,4 +557,41 @@ fn constraints_hold_in_a_batch_with_unconstrained_sequences() {
     // The engine keeps serving after a failed constrained request.
     let after = wait(&submit(&e, greedy(p, 16), None));
     assert_eq!(after.result.unwrap().reason, FinishReason::Length);
+}
+
+/// Requests for the same prompt while one of them is running (OpenAI's `n` choices) copy its
+/// computed keys and values instead of computing the prompt again, and answer the same.
+#[test]
+fn a_running_prompt_is_shared_with_requests_that_repeat_it() {
+    let Some(e) = engine(2) else { return };
+    let rows = golden_rows("smollm2-135m/greedy.jsonl");
+    let p = ids(&rows[0]["prompt_ids"]);
+    let (started, first) = mpsc::channel();
+    let one = submit_with(&e, greedy(p.clone(), 24), None, Some(started));
+    first.recv_timeout(Duration::from_secs(300)).unwrap();
+    let two = wait(&submit(&e, greedy(p.clone(), 8), None));
+    let one = wait(&one);
+    let (f1, f2) = (one.result.unwrap(), two.result.unwrap());
+    assert_eq!(f1.cached_tokens, 0);
+    assert_eq!(f2.cached_tokens, p.len() - 1);
+    assert_eq!(two.tokens[..], one.tokens[..two.tokens.len()]);
+}
+
+/// `logit_bias` moves the greedy choice: -100 on the greedy token makes another one win,
+/// +100 on a chosen token makes it the answer.
+#[test]
+fn logit_bias_moves_the_choice() {
+    let Some(e) = engine(2) else { return };
+    let p = prompt(&e, "The capital of France is");
+    let plain = wait(&submit(&e, greedy(p.clone(), 1), None)).tokens;
+    let with = |bias: Vec<(u32, f32)>| {
+        let mut req = greedy(p.clone(), 1);
+        req.sampling.logit_bias = bias;
+        wait(&submit(&e, req, None)).tokens
+    };
+    let banned = with(vec![(plain[0], -100.0)]);
+    assert_ne!(banned, plain);
+    assert_eq!(with(vec![(1234, 100.0)]), vec![1234]);
+    // Ids beyond the vocabulary are ignored.
+    assert_eq!(with(vec![(u32::MAX, 100.0)]), plain);
 }

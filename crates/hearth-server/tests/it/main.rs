@@ -1245,21 +1245,249 @@ async fn unknown_routes_are_404_in_their_family_shape() {
 }
 
 #[tokio::test]
-async fn unsupported_n_is_400_saying_so() {
-    check(
+async fn n_out_of_range_is_400_naming_it() {
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": SMOL, "messages": user("hi"), "n": 9}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": SMOL, "prompt": "x", "n": 0}),
+        ),
+    ] {
+        let n = body["n"].clone();
+        check(post(path, body).status(400).json(openai_error(
+            &format!("n: must be between 1 and 8 (got {n})"),
+            "invalid_request_error",
+            json!("n"),
+            Value::Null,
+        )))
+        .await;
+    }
+}
+
+/// `n` choices: one generation each, seeds `seed + i`, indices in order, the prompt counted
+/// once and completion tokens summed.
+#[tokio::test]
+async fn n_choices_answer_one_choice_per_generation() {
+    let server = serve().await;
+    let choice = |i: u32| {
+        json!({"index": i, "message": {"role": "assistant", "content": "Hello world"},
+               "logprobs": null, "finish_reason": "stop"})
+    };
+    check_on(
+        &server,
+        post(
+            "/v1/chat/completions",
+            json!({"model": SMOL, "messages": user("hi"), "n": 3, "seed": 5}),
+        )
+        .json(json!({
+            "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
+            "choices": [choice(0), choice(1), choice(2)],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}
+        })),
+    )
+    .await;
+    let seeds: Vec<Option<u64>> = server
+        .models
+        .chats
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.options.seed)
+        .collect();
+    let mut sorted = seeds.clone();
+    sorted.sort();
+    assert_eq!(sorted, [Some(5), Some(6), Some(7)]);
+    // Without a seed none is made up (each choice draws its own).
+    check_on(
+        &server,
         post(
             "/v1/chat/completions",
             json!({"model": SMOL, "messages": user("hi"), "n": 2}),
         )
+        .json(json!({
+            "id": "chatcmpl-<id>", "object": "chat.completion", "created": "<now>", "model": SMOL,
+            "choices": [choice(0), choice(1)],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 6, "total_tokens": 13}
+        })),
+    )
+    .await;
+    assert_eq!(server.models.chats.lock().unwrap()[3].options.seed, None);
+    let text = |i: u32| json!({"text": "Hello world", "index": i, "logprobs": null, "finish_reason": "stop"});
+    check_on(
+        &server,
+        post(
+            "/v1/completions",
+            json!({"model": SMOL, "prompt": "x", "n": 2}),
+        )
+        .json(json!({
+            "id": "cmpl-<id>", "object": "text_completion", "created": "<now>", "model": SMOL,
+            "choices": [text(0), text(1)],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 6, "total_tokens": 13}
+        })),
+    )
+    .await;
+}
+
+/// The `data:` events of an SSE body, `[DONE]` as a string.
+fn sse_events(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.to_owned())))
+        .collect()
+}
+
+/// Streamed `n` choices interleave; each choice's chunks carry its index and add up to its
+/// text; usage comes once, after every choice finished.
+#[tokio::test]
+async fn n_choices_stream_interleaved_by_index() {
+    let server = serve().await;
+    for (path, body, text_of) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": SMOL, "messages": user("hi"), "n": 3, "stream": true,
+                   "stream_options": {"include_usage": true}}),
+            "/delta/content",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": SMOL, "prompt": "x", "n": 3, "stream": true,
+                   "stream_options": {"include_usage": true}}),
+            "/text",
+        ),
+    ] {
+        let reply = send(server.addr, "POST", path, Some(body.to_string().as_bytes())).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let events = sse_events(&reply.body);
+        let (last, rest) = events.split_last().unwrap();
+        assert_eq!(*last, json!("[DONE]"));
+        let (usage_chunk, chunks) = rest.split_last().unwrap();
+        assert_eq!(usage_chunk["choices"], json!([]));
+        assert_eq!(
+            usage_chunk["usage"],
+            json!({"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16})
+        );
+        let mut texts = vec![String::new(); 3];
+        let mut finishes = vec![Vec::new(); 3];
+        for c in chunks {
+            assert_eq!(c["usage"], Value::Null, "{c}");
+            let [choice] = c["choices"].as_array().unwrap().as_slice() else {
+                panic!("one choice per chunk: {c}");
+            };
+            let i = choice["index"].as_u64().unwrap() as usize;
+            texts[i].push_str(
+                choice
+                    .pointer(text_of)
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            );
+            if !choice["finish_reason"].is_null() {
+                finishes[i].push(choice["finish_reason"].clone());
+            }
+        }
+        assert_eq!(texts, ["Hello world"; 3], "{path}");
+        assert_eq!(finishes, vec![vec![json!("stop")]; 3], "{path}");
+    }
+}
+
+/// `logit_bias` keys are token ids, values `-100..=100`; anything else is refused naming it.
+#[tokio::test]
+async fn logit_bias_maps_and_bad_entries_are_400() {
+    let base = json!({"model": SMOL, "messages": user("hi")});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    check_chat_options(
+        with(json!({"logit_bias": {"50256": -100, "7": 2.5}})),
+        GenerationOptions {
+            logit_bias: vec![(7, 2.5), (50256, -100.0)],
+            ..openai_defaults()
+        },
+    )
+    .await;
+    for (bias, message) in [
+        (
+            json!({"x": 1}),
+            r#"logit_bias: "x" is not a token id (a non-negative integer)"#,
+        ),
+        (
+            json!({"-1": 1}),
+            r#"logit_bias: "-1" is not a token id (a non-negative integer)"#,
+        ),
+        (
+            json!({"5": 101}),
+            "logit_bias: the bias of token 5 must be between -100 and 100 (got 101)",
+        ),
+        (
+            json!({"5": -100.5}),
+            "logit_bias: the bias of token 5 must be between -100 and 100 (got -100.5)",
+        ),
+    ] {
+        check(
+            post(
+                "/v1/completions",
+                json!({"model": SMOL, "prompt": "x", "logit_bias": bias}),
+            )
+            .status(400)
+            .json(openai_error(
+                message,
+                "invalid_request_error",
+                json!("logit_bias"),
+                Value::Null,
+            )),
+        )
+        .await;
+    }
+}
+
+/// Truncation is opt-in: vLLM's `truncate_prompt_tokens` on OpenAI routes, `truncate` on
+/// Ollama's; without them an over-long prompt is the model service's 400.
+#[tokio::test]
+async fn truncation_is_opt_in_on_both_families() {
+    use hearth_llm::Truncation;
+    check_chat_options(
+        json!({"model": SMOL, "messages": user("hi"), "truncate_prompt_tokens": 64}),
+        GenerationOptions {
+            truncate: Truncation::KeepLastTokens(64),
+            ..openai_defaults()
+        },
+    )
+    .await;
+    check(
+        post(
+            "/v1/completions",
+            json!({"model": SMOL, "prompt": "x", "truncate_prompt_tokens": 0}),
+        )
         .status(400)
         .json(openai_error(
-            "n: only one choice per request is supported (got 2)*",
+            "truncate_prompt_tokens: must be at least 1 (got 0)",
             "invalid_request_error",
-            json!("n"),
+            json!("truncate_prompt_tokens"),
             Value::Null,
         )),
     )
     .await;
+    let server = serve().await;
+    for (truncate, want) in [
+        (json!(true), Truncation::Fit),
+        (json!(false), Truncation::Refuse),
+        (Value::Null, Truncation::Refuse),
+    ] {
+        for path in ["/api/chat", "/api/generate"] {
+            let body = json!({"model": SMOL, "messages": user("hi"), "prompt": "hi",
+                              "stream": false, "truncate": truncate});
+            let reply = send(server.addr, "POST", path, Some(body.to_string().as_bytes())).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let got = server.models.last_chat.lock().unwrap().clone().unwrap();
+            assert_eq!(got.options.truncate, want, "{path} {truncate}");
+        }
+    }
 }
 
 #[tokio::test]

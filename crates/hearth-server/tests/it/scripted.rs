@@ -82,6 +82,8 @@ pub fn embedding(i: usize) -> Vec<f32> {
 #[derive(Debug, Default)]
 pub struct ScriptedModels {
     pub last_chat: Mutex<Option<ChatRequest>>,
+    /// Every chat request, in arrival order.
+    pub chats: Mutex<Vec<ChatRequest>>,
     pub last_completion: Mutex<Option<CompletionRequest>>,
     pub last_embed: Mutex<Option<EmbedRequest>>,
     /// Notified when an `endless` generation starts.
@@ -179,6 +181,10 @@ impl ModelService for ScriptedModels {
     fn chat(&self, req: ChatRequest) -> BoxFuture<'_, Result<GenerationStream, LlmError>> {
         Box::pin(async move {
             let (model, k) = (req.model.clone(), req.options.top_logprobs);
+            self.chats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(req.clone());
             *self
                 .last_chat
                 .lock()
