@@ -30,7 +30,7 @@ use hearth_store::{NewUser, StoreError, Stores, Uuid};
 pub use admin::{GroupInfo, NewAccount};
 pub use audit::{AuditRecord, VerifyReport};
 pub use hearth_auth::login::Restriction;
-pub use hearth_auth::policy::{Permission, RouteFamily};
+pub use hearth_auth::policy::{ModelPattern, Permission, RouteFamily};
 pub use hearth_auth::throttle::ThrottlePolicy;
 pub use hearth_store::{ApiKey, Group, Role, Session, User};
 pub use keys::{CreatedKey, KeyRequest};

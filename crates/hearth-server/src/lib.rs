@@ -8,9 +8,12 @@
 //! `generation` turns a [`hearth_llm::GenerationStream`] into a response body (the body owns the
 //! stream, so a client that goes away cancels its generation); `openai`, `ollama` and
 //! `embeddings` hold the handlers and the hand-written conversions between wire and domain
-//! types; `metrics` is the Prometheus text endpoint; `wire` has ids, timestamps and durations.
+//! types; `metrics` is the Prometheus text endpoint; `wire` has ids, timestamps and durations;
+//! `auth` is the auth layer (API keys and session cookies on the model routes, the [`Authed`]
+//! extractor) and `rest` the account routes under `/api/hearth/v1/`.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod body;
 mod embeddings;
 mod error;
@@ -18,6 +21,7 @@ mod generation;
 mod metrics;
 mod ollama;
 mod openai;
+mod rest;
 mod wire;
 
 #[cfg(test)]
@@ -30,6 +34,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use hearth_llm::ModelService;
 
+pub use auth::{AuthSettings, Authed, CSRF_HEADER, SESSION_COOKIE};
 pub use error::{ApiError, BUSY_RETRY_AFTER_SECS, Classified, Family, OllamaError, OpenAiError};
 pub use metrics::Metrics;
 
@@ -60,6 +65,7 @@ pub struct AppState {
     pub models: Arc<dyn ModelService>,
     pub metrics: Arc<Metrics>,
     pub config: ServerConfig,
+    pub auth: AuthSettings,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,6 +82,7 @@ impl AppState {
             models,
             metrics: Arc::new(Metrics::default()),
             config,
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -114,7 +121,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/version", get(ollama::version))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::scrape))
+        .nest("/api/hearth/v1", rest::routes())
         .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
