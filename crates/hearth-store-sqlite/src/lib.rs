@@ -155,10 +155,10 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 #[derive(Debug)]
 struct Embedded;
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 impl<'s> MigrationSource<'s> for Embedded {
-    fn resolve(
-        self,
-    ) -> futures_core_box::BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+    fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
         Box::pin(async {
             Ok(MIGRATIONS
                 .iter()
@@ -174,11 +174,6 @@ impl<'s> MigrationSource<'s> for Embedded {
                 .collect())
         })
     }
-}
-
-/// The future type sqlx's `MigrationSource` returns.
-mod futures_core_box {
-    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 }
 
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {

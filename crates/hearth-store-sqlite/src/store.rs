@@ -1,6 +1,7 @@
 //! The store traits over sqlx. The SQL here is written to run unchanged on SQLite and
 //! PostgreSQL (`$N` placeholders, `TRUE`/`FALSE`, `ON CONFLICT … DO`, `excluded.`); what
-//! differs lives in `crate::dialect`.
+//! differs lives in `crate::dialect`. This file is kept identical to hearth-store-sqlite's
+//! `store.rs` (`diff` them); change both together.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};

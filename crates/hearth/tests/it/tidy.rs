@@ -18,6 +18,7 @@ const LOW: &[&str] = &[
     "hearth-gguf",
     "hearth-tokenizer",
     "hearth-template",
+    "hearth-auth",
 ];
 const LOW_FORBIDDEN: &[&str] = &[
     "axum",
@@ -34,8 +35,10 @@ const LOW_FORBIDDEN: &[&str] = &[
 ];
 /// JSON as a file format, not a wire format: hearth-template renders chat messages (JSON values),
 /// hearth-models reads `config.json` and safetensors headers, hearth-tokenizer `tokenizer.json`.
+/// hearth-auth parses OIDC discovery documents and token responses (bytes the caller fetched).
 /// A crate that reaches an allowed pair through one of these is allowed too.
 const LOW_ALLOWED: &[(&str, &str)] = &[
+    ("hearth-auth", "serde_json"),
     ("hearth-template", "serde_json"),
     ("hearth-models", "serde_json"),
     ("hearth-tokenizer", "serde_json"),
@@ -262,7 +265,7 @@ pub fn violations(tree: &Tree) -> Vec<String> {
                         format!("through `{via}`")
                     };
                     v.push(format!(
-                        "crate `{name}`: depends on `{dep}` {how} (rule: models, engine, gguf, tokenizer and template depend on no HTTP, JSON-wire, storage or async-runtime crate)"
+                        "crate `{name}`: depends on `{dep}` {how} (rule: models, engine, gguf, tokenizer, template and auth depend on no HTTP, JSON-wire, storage or async-runtime crate)"
                     ));
                 }
             }
