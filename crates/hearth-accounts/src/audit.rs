@@ -206,7 +206,7 @@ impl Accounts {
     }
 
     /// Writes every retained event as one JSON object per line; answers how many.
-    pub async fn audit_export(&self, who: &Principal, out: &mut (dyn Write + Send)) -> Result<u64> {
+    pub async fn audit_export<W: Write + Send>(&self, who: &Principal, out: &mut W) -> Result<u64> {
         self.require_audit(who)?;
         let mut from = self.stores.audit.checkpoint().await?.map_or(0, |c| c.seq) + 1;
         let mut n = 0u64;

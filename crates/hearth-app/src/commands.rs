@@ -203,6 +203,8 @@ pub fn serve(g: &Global) -> Result<(), AppError> {
                 ))
             })?;
         let addr = listener.local_addr().map_err(|e| AppError::Message(e.to_string()))?;
+        let stores = crate::open_database(&config).await?;
+        let (accounts, boot) = crate::accounts::start(&config, stores).await?;
         let mode = if addr.ip().is_loopback() {
             "loopback only: reachable from this machine alone"
         } else {
@@ -212,8 +214,11 @@ pub fn serve(g: &Global) -> Result<(), AppError> {
         eprintln!("  OpenAI API: http://{addr}/v1   Ollama API: http://{addr}/api");
         eprintln!("  try: curl http://{addr}/v1/chat/completions -H 'content-type: application/json' \\");
         eprintln!("         -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'", config.models.default);
+        for line in crate::accounts::describe(&config, addr, &boot) {
+            eprintln!("  {line}");
+        }
         eprintln!("  stop with Ctrl-C");
-        crate::run(config, listener, crate::shutdown_signal()).await
+        crate::run_with_accounts(config, accounts, listener, crate::shutdown_signal()).await
     })
 }
 
@@ -644,4 +649,20 @@ fn bench_speed(g: &Global, args: BenchArgs) -> Result<(), AppError> {
     }
     print_table(&rows);
     Ok(())
+}
+
+/// `hearth user …`, `hearth key …`, `hearth audit …`: local admin access to the database.
+pub fn user(g: &Global, cmd: crate::accounts::UserCommand) -> Result<(), AppError> {
+    let config = g.config()?;
+    runtime()?.block_on(crate::accounts::user(&config, cmd))
+}
+
+pub fn key(g: &Global, cmd: crate::accounts::KeyCommand) -> Result<(), AppError> {
+    let config = g.config()?;
+    runtime()?.block_on(crate::accounts::key(&config, cmd))
+}
+
+pub fn audit(g: &Global, cmd: crate::accounts::AuditCommand) -> Result<(), AppError> {
+    let config = g.config()?;
+    runtime()?.block_on(crate::accounts::audit(&config, cmd))
 }

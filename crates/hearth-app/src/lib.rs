@@ -2,6 +2,7 @@
 //! The `hearth` binary only parses its command line and calls [`commands`].
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod bench;
 pub mod client;
 pub mod commands;
@@ -132,6 +133,32 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    let stores = open_database(&config).await?;
+    let (accounts, boot) = accounts::start(&config, stores).await?;
+    let addr = listener.local_addr()?;
+    for line in accounts::describe(&config, addr, &boot) {
+        tracing::info!("{line}");
+    }
+    run_with_accounts(config, accounts, listener, shutdown).await
+}
+
+/// The accounts database `config` names, opened and migrated.
+pub async fn open_database(config: &Config) -> Result<hearth_store::Stores, AppError> {
+    let path = config.home.join("hearth.db");
+    hearth_store_sqlite::open(&path.display().to_string())
+        .await
+        .map_err(|e| AppError::Message(format!("cannot open the accounts database: {e}")))
+}
+
+/// [`run`] with the accounts service already started (`hearth serve` prints its bootstrap).
+pub async fn run_with_accounts(
+    config: Config,
+    accounts: Arc<hearth_accounts::Accounts>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let addr = listener.local_addr()?;
+    let auth = accounts::auth_settings(&config, accounts, addr);
     let catalog = open_catalog(&config)?;
     let models = Arc::new(local_models(&config, catalog));
     let state = AppState {
@@ -142,6 +169,7 @@ pub async fn run(
             version: VERSION.to_owned(),
             system_fingerprint: None,
         },
+        auth,
     };
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let reaper = {
@@ -158,6 +186,7 @@ pub async fn run(
         })
     };
     let app = hearth_server::router(state);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

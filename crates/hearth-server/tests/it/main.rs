@@ -8,6 +8,7 @@
     reason = "test helpers: a failed expectation is a test failure"
 )]
 
+mod accounts;
 mod http;
 mod scripted;
 
