@@ -19,6 +19,8 @@ pub struct Global {
     pub config_file: Option<PathBuf>,
     pub home: Option<PathBuf>,
     pub listen: Option<String>,
+    /// `--database URL`: the `database.url` setting.
+    pub database: Option<String>,
 }
 
 impl Global {
@@ -29,6 +31,9 @@ impl Global {
         }
         if let Some(l) = &self.listen {
             flags.push(("server.listen".to_owned(), l.clone()));
+        }
+        if let Some(d) = &self.database {
+            flags.push(("database.url".to_owned(), d.clone()));
         }
         Ok(Config::load(&Sources::from_process(
             self.config_file.clone(),
@@ -185,6 +190,9 @@ pub fn serve(g: &Global) -> Result<(), AppError> {
     crate::init_tracing(&config.log_level);
     let rt = runtime()?;
     rt.block_on(async move {
+        // First: a database that cannot be opened stops the start with its reason, before any
+        // download or listening.
+        let stores = crate::store::open_store(&config.database).await?;
         let catalog = crate::open_catalog(&config)?;
         if config.models.pull_default_on_serve && catalog.get(&config.models.default).is_err() {
             eprintln!("First start: fetching the default model {}…", config.models.default);
@@ -203,8 +211,6 @@ pub fn serve(g: &Global) -> Result<(), AppError> {
                 ))
             })?;
         let addr = listener.local_addr().map_err(|e| AppError::Message(e.to_string()))?;
-        let stores = crate::open_database(&config).await?;
-        let (accounts, boot) = crate::accounts::start(&config, stores).await?;
         let mode = if addr.ip().is_loopback() {
             "loopback only: reachable from this machine alone"
         } else {
@@ -214,6 +220,8 @@ pub fn serve(g: &Global) -> Result<(), AppError> {
         eprintln!("  OpenAI API: http://{addr}/v1   Ollama API: http://{addr}/api");
         eprintln!("  try: curl http://{addr}/v1/chat/completions -H 'content-type: application/json' \\");
         eprintln!("         -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'", config.models.default);
+        eprintln!("  accounts: {} database {}", stores.backend, config.database.redacted_url());
+        let (accounts, boot) = crate::accounts::start(&config, stores).await?;
         for line in crate::accounts::describe(&config, addr, &boot) {
             eprintln!("  {line}");
         }
@@ -403,6 +411,7 @@ pub fn config(g: &Global) -> Result<(), AppError> {
         "[pull]\npython = \"{}\"\nhub_endpoint = \"{}\"",
         c.pull.python, c.pull.hub_endpoint
     );
+    println!("[database]\nurl = {:?}", c.database.redacted_url());
     println!("[log]\nlevel = \"{}\"", c.log_level);
     Ok(())
 }
@@ -665,4 +674,10 @@ pub fn key(g: &Global, cmd: crate::accounts::KeyCommand) -> Result<(), AppError>
 pub fn audit(g: &Global, cmd: crate::accounts::AuditCommand) -> Result<(), AppError> {
     let config = g.config()?;
     runtime()?.block_on(crate::accounts::audit(&config, cmd))
+}
+
+/// `hearth version`.
+pub fn version() -> Result<(), AppError> {
+    println!("hearth {}", crate::VERSION);
+    Ok(())
 }

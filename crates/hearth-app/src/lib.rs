@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod bench;
 pub mod client;
 pub mod commands;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +31,14 @@ pub enum AppError {
     Llm(#[from] LlmError),
     #[error(transparent)]
     Client(#[from] client::ClientError),
+    #[error(
+        "cannot open the database: {source} (setting `database.url`, or `hearth serve --database URL`)"
+    )]
+    Store {
+        /// Without its password.
+        url: String,
+        source: hearth_store::StoreError,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -127,27 +136,41 @@ pub async fn shutdown_signal() {
 }
 
 /// Serve the HTTP API on `listener` until `shutdown` resolves; then stop accepting, let
-/// in-flight responses finish, and stop the background tasks.
+/// in-flight responses finish, and stop the background tasks. Opens (and migrates) the
+/// database `config.database` names first.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let stores = open_database(&config).await?;
+    let stores = store::open_store(&config.database).await?;
+    run_with(config, stores, listener, shutdown).await
+}
+
+/// The accounts database `config` names, opened and migrated.
+pub async fn open_database(config: &Config) -> Result<hearth_store::Stores, AppError> {
+    store::open_store(&config.database).await
+}
+
+/// [`run`] with the database already open: starts the accounts service (first-start bootstrap
+/// logged) and serves.
+pub async fn run_with(
+    config: Config,
+    stores: hearth_store::Stores,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    tracing::info!(
+        backend = stores.backend,
+        url = %config.database.redacted_url(),
+        "database open"
+    );
     let (accounts, boot) = accounts::start(&config, stores).await?;
     let addr = listener.local_addr()?;
     for line in accounts::describe(&config, addr, &boot) {
         tracing::info!("{line}");
     }
     run_with_accounts(config, accounts, listener, shutdown).await
-}
-
-/// The accounts database `config` names, opened and migrated.
-pub async fn open_database(config: &Config) -> Result<hearth_store::Stores, AppError> {
-    let path = config.home.join("hearth.db");
-    hearth_store_sqlite::open(&path.display().to_string())
-        .await
-        .map_err(|e| AppError::Message(format!("cannot open the accounts database: {e}")))
 }
 
 /// [`run`] with the accounts service already started (`hearth serve` prints its bootstrap).

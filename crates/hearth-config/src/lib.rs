@@ -61,7 +61,14 @@ struct Raw {
     engine: RawEngine,
     pull: RawPull,
     log: RawLog,
+    database: RawDatabase,
     auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +149,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub engine: EngineConfig,
     pub pull: PullConfig,
+    pub database: DatabaseConfig,
     pub log_level: String,
     pub auth: AuthConfig,
     /// The files that were read, in order (for `hearth config` and startup logs).
@@ -228,6 +236,56 @@ pub struct EngineConfig {
 pub struct PullConfig {
     pub python: String,
     pub hub_endpoint: String,
+}
+
+/// Where accounts, sessions and the audit log are kept.
+#[derive(Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; an empty setting is
+    /// resolved to `sqlite://HOME/hearth.db`.
+    pub url: String,
+}
+
+impl DatabaseConfig {
+    /// The URL with any password replaced by `…`, for logs and `hearth config`.
+    pub fn redacted_url(&self) -> String {
+        let url = &self.url;
+        match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let user = url[s + 3..at].split(':').next().unwrap_or("");
+                format!("{}{user}:…{}", &url[..s + 3], &url[at..])
+            }
+            _ => url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.redacted_url())
+            .finish()
+    }
+}
+
+/// Check a `database.url` setting; empty means the SQLite file `hearth.db` under `home`.
+pub fn database_url(setting: &str, home: &Path) -> Result<String, String> {
+    let url = setting.trim();
+    if url.is_empty() {
+        return Ok(format!("sqlite://{}", home.join("hearth.db").display()));
+    }
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if known.iter().any(|k| url.starts_with(k)) {
+        Ok(url.to_owned())
+    } else {
+        let shown = DatabaseConfig {
+            url: url.to_owned(),
+        }
+        .redacted_url();
+        Err(format!(
+            "`{shown}` is not a database URL (use sqlite:///path/to/hearth.db or postgres://user:password@host:5432/hearth)"
+        ))
+    }
 }
 
 /// Whether requests must authenticate.
@@ -512,6 +570,9 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let database = DatabaseConfig {
+            url: database_url(&raw.database.url, &home).map_err(|e| invalid("database.url", e))?,
+        };
         let auth = validate_auth(raw.auth, src)?;
         let request_timeout = parse_duration(&raw.engine.request_timeout.to_string())
             .map_err(|e| invalid("engine.request_timeout", e))?
@@ -542,6 +603,7 @@ impl Config {
                 python: raw.pull.python,
                 hub_endpoint: raw.pull.hub_endpoint,
             },
+            database,
             log_level: raw.log.level,
             auth,
             sources,

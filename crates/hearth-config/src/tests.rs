@@ -113,3 +113,52 @@ fn memory_budgets() {
         MemoryBudget::Bytes(2_000_000_000)
     );
 }
+
+#[test]
+fn the_database_defaults_to_sqlite_in_home_and_takes_urls() {
+    let check = |setting: Option<&str>, expect: Result<&str, &str>| {
+        let mut s = sources();
+        s.hearth_home = Some("/data/hearth".into());
+        if let Some(v) = setting {
+            s.flags = vec![("database.url".into(), v.into())];
+        }
+        match (Config::load(&s), expect) {
+            (Ok(c), Ok(url)) => assert_eq!(c.database.url, url, "{setting:?}"),
+            (Err(e), Err(needle)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("database.url") && e.contains(needle),
+                    "{setting:?}: {e}"
+                );
+            }
+            (got, want) => panic!("{setting:?}: got {got:?}, want {want:?}"),
+        }
+    };
+    check(None, Ok("sqlite:///data/hearth/hearth.db"));
+    check(Some(""), Ok("sqlite:///data/hearth/hearth.db"));
+    check(Some("sqlite:///srv/h.db"), Ok("sqlite:///srv/h.db"));
+    check(
+        Some("postgres://h:pw@db:5432/h"),
+        Ok("postgres://h:pw@db:5432/h"),
+    );
+    check(Some("postgresql://db/h"), Ok("postgresql://db/h"));
+    // The password is not repeated in the error.
+    check(Some("mysql://h:pw@db/h"), Err("mysql://h:…@db/h"));
+    check(Some("/just/a/path.db"), Err("not a database URL"));
+}
+
+#[test]
+fn database_passwords_stay_out_of_logs() {
+    let c = DatabaseConfig {
+        url: "postgres://hearth:s3cret@db.example.test:5432/hearth".into(),
+    };
+    assert_eq!(
+        c.redacted_url(),
+        "postgres://hearth:…@db.example.test:5432/hearth"
+    );
+    assert!(!format!("{c:?}").contains("s3cret"));
+    let plain = DatabaseConfig {
+        url: "sqlite:///data/hearth.db".into(),
+    };
+    assert_eq!(plain.redacted_url(), "sqlite:///data/hearth.db");
+}

@@ -131,7 +131,10 @@ fn redacted(url: &str) -> String {
 }
 
 fn unavailable(url: &str, e: &sqlx::Error) -> StoreError {
-    StoreError::Unavailable(format!("cannot connect to {}: {e}", redacted(url)))
+    StoreError::Unavailable(format!(
+        "cannot connect to {}: {e} (is PostgreSQL running there, and are the user and password right?)",
+        redacted(url)
+    ))
 }
 
 /// Open the database a `postgres://` (or `postgresql://`) URL names.

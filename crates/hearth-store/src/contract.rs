@@ -6,7 +6,7 @@
 //! hearth_store::contract_tests!(fresh);
 //! ```
 //!
-//! and gets one `#[tokio::test]` per body in [`ALL`]'s order (`fresh` answers `None` to skip).
+//! and gets one multi-threaded `#[tokio::test]` per body (`fresh` answers `None` to skip).
 #![expect(
     clippy::unwrap_used,
     reason = "test bodies: a failed expectation is a failed test"
@@ -994,7 +994,12 @@ fn event(i: u64, time: SystemTime) -> NewEvent {
         actor: format!("user-{}", i % 3),
         action: "auth.login".into(),
         target: format!("session-{i}"),
-        outcome: if i.is_multiple_of(2) { "success" } else { "failure" }.into(),
+        outcome: if i.is_multiple_of(2) {
+            "success"
+        } else {
+            "failure"
+        }
+        .into(),
         client_address: (!i.is_multiple_of(4)).then(|| "198.51.100.1".to_owned()),
         detail: format!("{{\"i\":{i}}}"),
     }

@@ -44,9 +44,7 @@ pub enum StoreError {
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
     /// The database cannot be reached or opened.
-    #[error(
-        "the database is unavailable ({0}); check the `database.url` setting and that the database is running"
-    )]
+    #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// Anything else: a bug or a damaged database. Details are for the log.
     #[error("database error: {0}")]

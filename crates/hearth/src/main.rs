@@ -24,6 +24,9 @@ struct Cli {
     /// Server address for `serve`, and where `run` and `ps` look for a server.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Accounts database: sqlite:///path/hearth.db or postgres://user:password@host/db.
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
         config_file: cli.config,
         home: cli.home,
         listen: cli.listen,
+        database: cli.database,
     };
     let result = match cli.command {
         Command::Serve => commands::serve(&global),
@@ -134,10 +138,7 @@ fn main() -> std::process::ExitCode {
         Command::User(c) => commands::user(&global, c),
         Command::Key(c) => commands::key(&global, c),
         Command::Audit(c) => commands::audit(&global, c),
-        Command::Version => {
-            println!("hearth {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Version => commands::version(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

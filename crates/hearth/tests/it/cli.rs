@@ -206,3 +206,42 @@ fn import_refuses_what_is_not_a_gguf() {
     let out = env.check(&["list"], Expect::Ok(&["No models yet"]));
     assert!(!out.stdout.contains("notes"), "{}", out.stdout);
 }
+
+#[test]
+fn the_database_setting_and_flag() {
+    let env = Env::new();
+    // The default: hearth.db in the data folder.
+    let home = env.home().display().to_string();
+    env.check(
+        &["config"],
+        Expect::Ok(&[
+            "[database]",
+            &format!("url = \"sqlite://{home}/hearth.db\""),
+        ]),
+    );
+    // The flag reaches the setting; the password is not printed.
+    let out = env.check(
+        &[
+            "config",
+            "--database",
+            "postgres://hearth:s3cret@db.test:5432/hearth",
+        ],
+        Expect::Ok(&["url = \"postgres://hearth:…@db.test:5432/hearth\""]),
+    );
+    assert!(!out.stdout.contains("s3cret"), "{}", out.stdout);
+    env.check(
+        &["config", "--database", "mysql://db.test/hearth"],
+        Expect::Fails(&["database.url", "not a database URL"]),
+    );
+    // `serve` opens the database before anything else: a refused connection stops it at once,
+    // naming the setting and not the password.
+    let out = env.check(
+        &[
+            "serve",
+            "--database",
+            "postgres://hearth:s3cret@127.0.0.1:1/hearth",
+        ],
+        Expect::Fails(&["cannot open the database", "127.0.0.1:1", "database.url"]),
+    );
+    assert!(!out.stderr.contains("s3cret"), "{}", out.stderr);
+}

@@ -47,6 +47,8 @@ const LOW_ALLOWED: &[(&str, &str)] = &[
 const HTTP: &[&str] = &["axum", "tower", "tower-http", "hyper", "http"];
 const HTTP_CRATES: &[&str] = &["hearth-server", "hearth-app", "hearth-web"];
 
+/// The crates that may speak SQL: the store backends (hearth-store itself holds only traits).
+const DATABASE_CRATES: &[&str] = &["hearth-store-sqlite", "hearth-store-postgres"];
 const DATABASE: &[&str] = &[
     "sqlx",
     "rusqlite",
@@ -277,10 +279,10 @@ pub fn violations(tree: &Tree) -> Vec<String> {
                 ));
             }
         }
-        if !name.starts_with("hearth-store-") {
+        if !DATABASE_CRATES.contains(&name) {
             for dep in shipped.iter().filter(|d| DATABASE.contains(&d.as_str())) {
                 v.push(format!(
-                    "crate `{name}`: depends on `{dep}` (rule: only hearth-store-* depend on a database driver)"
+                    "crate `{name}`: depends on `{dep}` (rule: only hearth-store-sqlite and hearth-store-postgres depend on a database driver)"
                 ));
             }
         }
@@ -772,9 +774,26 @@ fn only_stores_speak_sql() {
     for dep in ["sqlx", "rusqlite", "postgres"] {
         check(
             |t| add_dep(t, "hearth-app", "dependencies", dep, "\"1\""),
-            &["crate `hearth-app`", &format!("`{dep}`"), "hearth-store-*"],
+            &[
+                "crate `hearth-app`",
+                &format!("`{dep}`"),
+                "hearth-store-sqlite and hearth-store-postgres",
+            ],
         );
     }
+    // The trait crate is not a backend.
+    check(
+        |t| {
+            t.crates.push(Crate {
+                name: "hearth-store".into(),
+                manifest: "[package]\nname = \"hearth-store\"\nversion = \"0.0.0\"\npublish.workspace = true\n[dependencies]\nsqlx = \"0.8\"\n[lints]\nworkspace = true\n"
+                    .parse()
+                    .unwrap(),
+                files: Vec::new(),
+            })
+        },
+        &["crate `hearth-store`", "`sqlx`", "database driver"],
+    );
 }
 
 #[test]
