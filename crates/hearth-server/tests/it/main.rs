@@ -10,6 +10,7 @@
 
 mod accounts;
 mod http;
+mod oidc;
 mod scripted;
 
 use std::time::Duration;
