@@ -123,12 +123,15 @@ pub(crate) fn accounts_error(e: hearth_accounts::AccountsError) -> AppError {
 /// `hearth user …`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum UserCommand {
-    /// Create a user; the password is read from HEARTH_NEW_PASSWORD or asked for.
+    /// Create a user; the password comes from HEARTH_NEW_PASSWORD or is read from stdin.
     Add {
         username: String,
         /// admin, user, viewer or pending.
         #[arg(long, default_value = "user")]
         role: String,
+        /// The new password (set HEARTH_NEW_PASSWORD rather than typing it on a command line).
+        #[arg(long, env = "HEARTH_NEW_PASSWORD", hide_env_values = true, hide = true)]
+        password: Option<String>,
     },
     /// List users.
     List,
@@ -185,10 +188,8 @@ async fn open_local(config: &Config) -> Result<Arc<Accounts>, AppError> {
     Ok(Accounts::new(stores, accounts_config(&config.auth)))
 }
 
-fn password_from_env_or_prompt() -> Result<String, AppError> {
-    if let Ok(p) = std::env::var("HEARTH_NEW_PASSWORD")
-        && !p.is_empty()
-    {
+fn password_or_prompt(given: Option<String>) -> Result<String, AppError> {
+    if let Some(p) = given.filter(|p| !p.is_empty()) {
         return Ok(p);
     }
     eprint!("password for the new user: ");
@@ -210,8 +211,12 @@ pub async fn user(config: &Config, cmd: UserCommand) -> Result<(), AppError> {
     let me = Principal::local();
     let client = Client::default();
     match cmd {
-        UserCommand::Add { username, role: r } => {
-            let password = password_from_env_or_prompt()?;
+        UserCommand::Add {
+            username,
+            role: r,
+            password,
+        } => {
+            let password = password_or_prompt(password)?;
             let u = accounts
                 .create_user(
                     &me,

@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics::scrape))
         .nest("/api/hearth/v1", rest::routes())
+        .route("/setup", get(rest::setup_page))
         .fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

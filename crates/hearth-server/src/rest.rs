@@ -606,3 +606,45 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/audit/verify", get(audit_verify))
         .route("/admin/audit/export", get(audit_export))
 }
+
+/// The page the first-start link opens: a form that posts the token (read from the URL by the
+/// page's script, never echoed into the HTML) with the new admin's name and password.
+const SETUP_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Hearth setup</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
+label,input,button{display:block;width:100%;margin:.4rem 0}input{padding:.4rem}</style></head>
+<body><h1>Create the first admin</h1>
+<p>This link works once. Choose a password of at least 8 characters that is not a common one.</p>
+<form id="f"><label>User name <input id="u" autocomplete="username" required></label>
+<label>Password <input id="p" type="password" autocomplete="new-password" required minlength="8"></label>
+<button>Create admin</button></form><p id="m" role="status"></p>
+<script>
+const token = new URLSearchParams(location.search).get("token") || "";
+document.getElementById("f").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const r = await fetch("/api/hearth/v1/auth/setup", {method: "POST",
+    headers: {"content-type": "application/json"},
+    body: JSON.stringify({token, username: document.getElementById("u").value,
+                          password: document.getElementById("p").value})});
+  const body = await r.json().catch(() => ({}));
+  document.getElementById("m").textContent = r.ok
+    ? "Done: sign in with these details." : ((body.error && body.error.message) || "Failed.");
+});
+</script></body></html>"#;
+
+pub(crate) async fn setup_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        SETUP_PAGE,
+    )
+        .into_response()
+}

@@ -232,6 +232,22 @@ async fn setup_token_works_once() {
     let token = env.setup_token.clone().unwrap();
     let r = call(&env, "GET", &p("auth/setup"), &As::default(), None).await;
     assert_eq!(json_of(&r)["setup_pending"], true);
+    // The printed link's page: a form; the token is not echoed into it.
+    let page = call(
+        &env,
+        "GET",
+        &format!("/setup?token={token}"),
+        &As::default(),
+        None,
+    )
+    .await;
+    check(&page, 200, None);
+    assert!(page.body.contains("<form") && !page.body.contains(&token));
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'")
+    );
     // A wrong token is refused and does not use up the right one.
     let wrong = "A".repeat(43);
     let body = |t: &str| Some(json!({ "token": t, "username": "root", "password": ADMIN_PW }));
