@@ -412,6 +412,17 @@ pub fn config(g: &Global) -> Result<(), AppError> {
         c.pull.python, c.pull.hub_endpoint
     );
     println!("[database]\nurl = {:?}", c.database.redacted_url());
+    println!(
+        "[auth]\nmode = {:?}  # required on {}: {}\nsignup = {:?}\nsession_idle = {:?}\nsession_lifetime = {:?}\nmfa_required_for_admins = {}\noidc = {}",
+        c.auth.mode,
+        c.server.listen,
+        c.auth.mode.required(c.server.listen),
+        c.auth.signup,
+        c.auth.session_idle,
+        c.auth.session_lifetime,
+        c.auth.mfa_required_for_admins,
+        c.auth.oidc.as_ref().map_or("off", |o| o.issuer.as_str()),
+    );
     println!("[log]\nlevel = \"{}\"", c.log_level);
     Ok(())
 }
