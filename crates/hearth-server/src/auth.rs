@@ -276,6 +276,11 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     if !limited {
         return next.run(req).await;
     }
+    if matches!(path.as_str(), "/v1/models" | "/api/tags" | "/api/ps") {
+        // Lists show only the models the key may use.
+        let response = next.run(req).await;
+        return filter_models(response, &principal).await;
+    }
     let (parts, body) = req.into_parts();
     let model = if let Some(id) = path.strip_prefix("/v1/models/") {
         Some(id.to_owned())
@@ -313,4 +318,37 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
         }
         _ => next.run(Request::from_parts(parts, body)).await,
     }
+}
+
+/// Removes the models `principal` may not use from a model list (`data[].id` on OpenAI's,
+/// `models[].name` on Ollama's).
+async fn filter_models(response: Response, principal: &Principal) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return ApiError::Service("model list too large to filter".into()).into_openai_response();
+    };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let allowed = |m: &serde_json::Value, field: &str| {
+        m.get(field).and_then(|n| n.as_str()).is_some_and(|n| {
+            principal
+                .grant
+                .scope
+                .as_ref()
+                .is_none_or(|s| s.allows_model(n))
+        })
+    };
+    if let Some(list) = v.get_mut("data").and_then(|d| d.as_array_mut()) {
+        list.retain(|m| allowed(m, "id"));
+    }
+    if let Some(list) = v.get_mut("models").and_then(|d| d.as_array_mut()) {
+        list.retain(|m| allowed(m, "name"));
+    }
+    let body = serde_json::to_vec(&v).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
 }

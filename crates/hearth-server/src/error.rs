@@ -225,6 +225,11 @@ impl ApiError {
         text.unwrap_or_else(|_| r#"{"error":"internal error"}"#.to_owned())
     }
 
+    /// This error as an OpenAI-shaped response.
+    pub(crate) fn into_openai_response(self) -> Response {
+        self.into_family_response(Family::OpenAi)
+    }
+
     fn into_family_response(self, family: Family) -> Response {
         let c = self.classify(family);
         let status = c.status;

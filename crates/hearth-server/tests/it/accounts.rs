@@ -638,6 +638,15 @@ async fn key_cannot_exceed_its_owner() {
         404,
         None,
     );
+    // Lists show only the key's models.
+    let list = json_of(&call(&env, "GET", "/v1/models", &k, None).await);
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [SMOL]);
     // Not an Ollama-scoped key.
     let r = call(&env, "POST", "/api/chat", &k, Some(chat(SMOL))).await;
     assert_eq!(r.status, 403, "{}", r.body);
