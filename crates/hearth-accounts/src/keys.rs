@@ -172,19 +172,39 @@ impl Accounts {
         .await
     }
 
-    /// A summary of each key's use, written to the audit log (for a periodic task).
-    pub async fn audit_key_use(&self, user: Uuid) -> Result<()> {
-        for k in self.stores.api_keys.owner_keys(user).await? {
-            if k.use_count > 0 {
-                self.audit_system(
-                    "key.use_summary",
-                    &format!("key:{}", k.id),
-                    "success",
-                    &format!("{} uses", k.use_count),
-                )
-                .await?;
+    /// Writes one `key.use_summary` event per key used since the last summary (uses since then
+    /// and in total); answers how many. Run periodically (hourly by `hearth serve`): single uses
+    /// are counted on the key row, not logged one by one.
+    pub async fn audit_key_use_summary(&self) -> Result<u64> {
+        let users = self
+            .list_users(&Principal::local(), &Client::default())
+            .await?;
+        let mut written = 0;
+        for u in users {
+            for k in self.stores.api_keys.owner_keys(u.id).await? {
+                let before = self
+                    .key_use_reported
+                    .lock()
+                    .map_err(|_| AccountsError::Internal("key use lock poisoned".into()))?
+                    .insert(k.id, k.use_count)
+                    .unwrap_or(0);
+                if k.use_count > before {
+                    self.audit_system(
+                        "key.use_summary",
+                        &format!("key:{}", k.id),
+                        "success",
+                        &format!(
+                            "{} uses since the last summary, {} in total; owner {}",
+                            k.use_count - before,
+                            k.use_count,
+                            u.id
+                        ),
+                    )
+                    .await?;
+                    written += 1;
+                }
             }
         }
-        Ok(())
+        Ok(written)
     }
 }

@@ -304,6 +304,8 @@ pub struct Accounts {
     policy: PasswordPolicy,
     setup: Mutex<Option<SetupToken>>,
     oidc: oidc::OidcState,
+    /// Each key's use count at the last use summary.
+    key_use_reported: Mutex<std::collections::HashMap<Uuid, u64>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -363,6 +365,7 @@ impl Accounts {
             policy: PasswordPolicy::default(),
             setup: Mutex::new(None),
             oidc: oidc::OidcState::default(),
+            key_use_reported: Mutex::new(std::collections::HashMap::new()),
         })
     }
 

@@ -181,7 +181,7 @@ pub async fn run_with_accounts(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let addr = listener.local_addr()?;
-    let auth = accounts::auth_settings(&config, accounts, addr);
+    let auth = accounts::auth_settings(&config, accounts.clone(), addr);
     let catalog = open_catalog(&config)?;
     let models = Arc::new(local_models(&config, catalog));
     let state = AppState {
@@ -208,6 +208,28 @@ pub async fn run_with_accounts(
             }
         })
     };
+    // Hourly: API-key use summaries into the audit log, audit retention, expired sessions.
+    let housekeeping = {
+        let mut stop = stop_tx.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = accounts.audit_key_use_summary().await {
+                            tracing::warn!(error = %e, "API key use summary failed");
+                        }
+                        if let Err(e) = accounts.apply_retention().await {
+                            tracing::warn!(error = %e, "audit retention failed");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+            // A last summary, so uses since the previous one are not lost at shutdown.
+            let _ = accounts.audit_key_use_summary().await;
+        })
+    };
     let app = hearth_server::router(state);
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
@@ -218,6 +240,7 @@ pub async fn run_with_accounts(
         .await;
     let _ = stop_rx.changed().await;
     let _ = reaper.await;
+    let _ = housekeeping.await;
     served.map_err(AppError::Io)
 }
 

@@ -647,6 +647,9 @@ async fn key_cannot_exceed_its_owner() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [SMOL]);
+    // Uses are summarised into the audit log, once per period.
+    assert_eq!(env.accounts.audit_key_use_summary().await.unwrap(), 1);
+    assert_eq!(env.accounts.audit_key_use_summary().await.unwrap(), 0);
     // Not an Ollama-scoped key.
     let r = call(&env, "POST", "/api/chat", &k, Some(chat(SMOL))).await;
     assert_eq!(r.status, 403, "{}", r.body);
