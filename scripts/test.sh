@@ -69,4 +69,24 @@ export HEARTH_SHORT_CONTEXT_URL="http://127.0.0.1:$SHORT_PORT"
 kill $SERVER $SHORT
 wait $SERVER $SHORT 2>/dev/null || true
 trap - EXIT
+
+step "client compatibility with an API key (a server in required mode, its own database)"
+KEYS_DB=$PWD/target/keys-clients.db
+rm -f "$KEYS_DB" "$KEYS_DB-wal" "$KEYS_DB-shm"
+HEARTH_NEW_PASSWORD="client test passphrase" "$BIN" --database "sqlite://$KEYS_DB" user add clients >/dev/null
+KEY=$("$BIN" --database "sqlite://$KEYS_DB" key create clients --name clients 2>/dev/null)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HEARTH__AUTH__MODE=required "$BIN" --database "sqlite://$KEYS_DB" serve --listen "127.0.0.1:$PORT" >"$LOG" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+  kill -0 $SERVER 2>/dev/null || { cat "$LOG"; exit 1; }
+  sleep 0.2
+done
+HEARTH_KEYS_URL="http://127.0.0.1:$PORT" HEARTH_API_KEY="$KEY" HEARTH_MODEL=smollm2:135m \
+  "$VENV/bin/pytest" -q -p no:cacheprovider crates/hearth-server/tests/clients/test_keys.py || { echo "--- server log"; tail -50 "$LOG"; exit 1; }
+kill $SERVER
+wait $SERVER 2>/dev/null || true
+trap - EXIT
 step "all tests passed"

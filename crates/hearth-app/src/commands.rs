@@ -221,8 +221,12 @@ pub fn serve(g: &Global) -> Result<(), AppError> {
         eprintln!("  try: curl http://{addr}/v1/chat/completions -H 'content-type: application/json' \\");
         eprintln!("         -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'", config.models.default);
         eprintln!("  accounts: {} database {}", stores.backend, config.database.redacted_url());
+        let (accounts, boot) = crate::accounts::start(&config, stores).await?;
+        for line in crate::accounts::describe(&config, addr, &boot) {
+            eprintln!("  {line}");
+        }
         eprintln!("  stop with Ctrl-C");
-        crate::run_with(config, stores, listener, crate::shutdown_signal()).await
+        crate::run_with_accounts(config, accounts, listener, crate::shutdown_signal()).await
     })
 }
 
@@ -417,6 +421,17 @@ pub fn config(g: &Global) -> Result<(), AppError> {
         c.pull.python, c.pull.hub_endpoint
     );
     println!("[database]\nurl = {:?}", c.database.redacted_url());
+    println!(
+        "[auth]\nmode = {:?}  # required on {}: {}\nsignup = {:?}\nsession_idle = {:?}\nsession_lifetime = {:?}\nmfa_required_for_admins = {}\noidc = {}",
+        c.auth.mode,
+        c.server.listen,
+        c.auth.mode.required(c.server.listen),
+        c.auth.signup,
+        c.auth.session_idle,
+        c.auth.session_lifetime,
+        c.auth.mfa_required_for_admins,
+        c.auth.oidc.as_ref().map_or("off", |o| o.issuer.as_str()),
+    );
     println!("[log]\nlevel = \"{}\"", c.log_level);
     Ok(())
 }
@@ -652,5 +667,27 @@ fn bench_speed(g: &Global, args: BenchArgs) -> Result<(), AppError> {
         });
     }
     print_table(&rows);
+    Ok(())
+}
+
+/// `hearth user …`, `hearth key …`, `hearth audit …`: local admin access to the database.
+pub fn user(g: &Global, cmd: crate::accounts::UserCommand) -> Result<(), AppError> {
+    let config = g.config()?;
+    runtime()?.block_on(crate::accounts::user(&config, cmd))
+}
+
+pub fn key(g: &Global, cmd: crate::accounts::KeyCommand) -> Result<(), AppError> {
+    let config = g.config()?;
+    runtime()?.block_on(crate::accounts::key(&config, cmd))
+}
+
+pub fn audit(g: &Global, cmd: crate::accounts::AuditCommand) -> Result<(), AppError> {
+    let config = g.config()?;
+    runtime()?.block_on(crate::accounts::audit(&config, cmd))
+}
+
+/// `hearth version`.
+pub fn version() -> Result<(), AppError> {
+    println!("hearth {}", crate::VERSION);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! The `hearth` binary only parses its command line and calls [`commands`].
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod bench;
 pub mod client;
 pub mod commands;
@@ -148,7 +149,13 @@ pub async fn run(
     run_with(config, stores, listener, shutdown).await
 }
 
-/// [`run`] with the database already open.
+/// The accounts database `config` names, opened and migrated.
+pub async fn open_database(config: &Config) -> Result<hearth_store::Stores, AppError> {
+    store::open_store(&config.database).await
+}
+
+/// [`run`] with the database already open: starts the accounts service (first-start bootstrap
+/// logged) and serves.
 pub async fn run_with(
     config: Config,
     stores: hearth_store::Stores,
@@ -160,6 +167,23 @@ pub async fn run_with(
         url = %config.database.redacted_url(),
         "database open"
     );
+    let (accounts, boot) = accounts::start(&config, stores).await?;
+    let addr = listener.local_addr()?;
+    for line in accounts::describe(&config, addr, &boot) {
+        tracing::info!("{line}");
+    }
+    run_with_accounts(config, accounts, listener, shutdown).await
+}
+
+/// [`run`] with the accounts service already started (`hearth serve` prints its bootstrap).
+pub async fn run_with_accounts(
+    config: Config,
+    accounts: Arc<hearth_accounts::Accounts>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let addr = listener.local_addr()?;
+    let auth = accounts::auth_settings(&config, accounts.clone(), addr);
     let catalog = open_catalog(&config)?;
     let models = Arc::new(local_models(&config, catalog));
     let state = AppState {
@@ -171,6 +195,7 @@ pub async fn run_with(
             system_fingerprint: None,
             max_choices: config.server.max_choices,
         },
+        auth,
     };
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let reaper = {
@@ -186,7 +211,30 @@ pub async fn run_with(
             }
         })
     };
+    // Hourly: API-key use summaries into the audit log, audit retention, expired sessions.
+    let housekeeping = {
+        let mut stop = stop_tx.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = accounts.audit_key_use_summary().await {
+                            tracing::warn!(error = %e, "API key use summary failed");
+                        }
+                        if let Err(e) = accounts.apply_retention().await {
+                            tracing::warn!(error = %e, "audit retention failed");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+            // A last summary, so uses since the previous one are not lost at shutdown.
+            let _ = accounts.audit_key_use_summary().await;
+        })
+    };
     let app = hearth_server::router(state);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -195,8 +243,7 @@ pub async fn run_with(
         .await;
     let _ = stop_rx.changed().await;
     let _ = reaper.await;
-    // Held until here for the account routes to come; dropping it closes the connections.
-    drop(stores);
+    let _ = housekeeping.await;
     served.map_err(AppError::Io)
 }
 

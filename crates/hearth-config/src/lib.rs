@@ -62,6 +62,7 @@ struct Raw {
     pull: RawPull,
     log: RawLog,
     database: RawDatabase,
+    auth: RawAuth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +134,33 @@ struct RawPull {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAuth {
+    mode: String,
+    signup: String,
+    session_idle: Text,
+    session_lifetime: Text,
+    mfa_required_for_admins: bool,
+    setup_token_lifetime: Text,
+    audit_retention: Text,
+    throttle_free_failures: u32,
+    throttle_window: Text,
+    throttle_base_delay: Text,
+    throttle_max_delay: Text,
+    oidc: RawOidc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    redirect_url: String,
+    new_user_role: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawLog {
     level: String,
 }
@@ -148,6 +176,7 @@ pub struct Config {
     pub pull: PullConfig,
     pub database: DatabaseConfig,
     pub log_level: String,
+    pub auth: AuthConfig,
     /// The files that were read, in order (for `hearth config` and startup logs).
     pub sources: Vec<String>,
 }
@@ -289,6 +318,66 @@ pub fn database_url(setting: &str, home: &Path) -> Result<String, String> {
             "`{shown}` is not a database URL (use sqlite:///path/to/hearth.db or postgres://user:password@host:5432/hearth)"
         ))
     }
+}
+
+/// Whether requests must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Required when listening beyond loopback, open on loopback.
+    Auto,
+    Required,
+    /// The OpenAI and Ollama routes answer anyone (the account routes still need a session).
+    Open,
+}
+
+impl AuthMode {
+    /// Whether requests must authenticate when listening on `listen`.
+    pub fn required(self, listen: SocketAddr) -> bool {
+        match self {
+            AuthMode::Required => true,
+            AuthMode::Open => false,
+            AuthMode::Auto => !listen.ip().is_loopback(),
+        }
+    }
+}
+
+/// Who may sign up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signup {
+    Closed,
+    Pending,
+    Open,
+}
+
+/// `[auth]`: accounts, sessions, sign-in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub signup: Signup,
+    pub session_idle: Duration,
+    pub session_lifetime: Duration,
+    pub mfa_required_for_admins: bool,
+    pub setup_token_lifetime: Duration,
+    /// `None`: keep audit events forever.
+    pub audit_retention: Option<Duration>,
+    pub throttle_free_failures: u32,
+    pub throttle_window: Duration,
+    pub throttle_base_delay: Duration,
+    pub throttle_max_delay: Duration,
+    /// `HEARTH_ADMIN_USER` and `HEARTH_ADMIN_PASSWORD`, when both are set: the first admin.
+    pub bootstrap_admin: Option<(String, String)>,
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `[auth.oidc]`, when `issuer` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_url: String,
+    /// "user", "viewer" or "pending".
+    pub new_user_role: String,
 }
 
 /// Where configuration comes from besides the compiled-in defaults.
@@ -535,6 +624,7 @@ impl Config {
         let database = DatabaseConfig {
             url: database_url(&raw.database.url, &home).map_err(|e| invalid("database.url", e))?,
         };
+        let auth = validate_auth(raw.auth, src)?;
         let request_timeout = parse_duration(&raw.engine.request_timeout.to_string())
             .map_err(|e| invalid("engine.request_timeout", e))?
             .filter(|d| !d.is_zero());
@@ -569,9 +659,100 @@ impl Config {
             },
             database,
             log_level: raw.log.level,
+            auth,
             sources,
         })
     }
+}
+
+/// A duration setting that must be finite and positive.
+fn positive(key: &str, t: &Text) -> Result<Duration, ConfigError> {
+    parse_duration(&t.to_string())
+        .map_err(|e| invalid(key, e))?
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| invalid(key, "must be a positive duration such as 30s, 15m or 12h"))
+}
+
+fn validate_auth(raw: RawAuth, src: &Sources) -> Result<AuthConfig, ConfigError> {
+    let mode = match raw.mode.as_str() {
+        "auto" => AuthMode::Auto,
+        "required" => AuthMode::Required,
+        "open" => AuthMode::Open,
+        other => {
+            return Err(invalid(
+                "auth.mode",
+                format!("`{other}` is not a mode; use auto, required or open"),
+            ));
+        }
+    };
+    let signup = match raw.signup.as_str() {
+        "closed" => Signup::Closed,
+        "pending" => Signup::Pending,
+        "open" => Signup::Open,
+        other => {
+            return Err(invalid(
+                "auth.signup",
+                format!("`{other}` is not a sign-up policy; use closed, pending or open"),
+            ));
+        }
+    };
+    let env = |k: &str| {
+        src.env
+            .iter()
+            .find(|(n, v)| n == k && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let bootstrap_admin = match (env("HEARTH_ADMIN_USER"), env("HEARTH_ADMIN_PASSWORD")) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                "HEARTH_ADMIN_USER / HEARTH_ADMIN_PASSWORD",
+                "set both (the first admin's name and password) or neither",
+            ));
+        }
+    };
+    let o = raw.oidc;
+    let oidc = if o.issuer.is_empty() {
+        None
+    } else {
+        if o.client_id.is_empty() || o.redirect_url.is_empty() {
+            return Err(invalid(
+                "auth.oidc",
+                "with an issuer, set client_id and redirect_url too",
+            ));
+        }
+        if !matches!(o.new_user_role.as_str(), "user" | "viewer" | "pending") {
+            return Err(invalid(
+                "auth.oidc.new_user_role",
+                "use user, viewer or pending",
+            ));
+        }
+        Some(OidcConfig {
+            issuer: o.issuer,
+            client_id: o.client_id,
+            client_secret: o.client_secret,
+            redirect_url: o.redirect_url,
+            new_user_role: o.new_user_role,
+        })
+    };
+    Ok(AuthConfig {
+        mode,
+        signup,
+        session_idle: positive("auth.session_idle", &raw.session_idle)?,
+        session_lifetime: positive("auth.session_lifetime", &raw.session_lifetime)?,
+        mfa_required_for_admins: raw.mfa_required_for_admins,
+        setup_token_lifetime: positive("auth.setup_token_lifetime", &raw.setup_token_lifetime)?,
+        audit_retention: parse_duration(&raw.audit_retention.to_string())
+            .map_err(|e| invalid("auth.audit_retention", e))?
+            .filter(|d| !d.is_zero()),
+        throttle_free_failures: raw.throttle_free_failures,
+        throttle_window: positive("auth.throttle_window", &raw.throttle_window)?,
+        throttle_base_delay: positive("auth.throttle_base_delay", &raw.throttle_base_delay)?,
+        throttle_max_delay: positive("auth.throttle_max_delay", &raw.throttle_max_delay)?,
+        bootstrap_admin,
+        oidc,
+    })
 }
 
 #[cfg(test)]

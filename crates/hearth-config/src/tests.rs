@@ -195,3 +195,52 @@ fn database_passwords_stay_out_of_logs() {
     };
     assert_eq!(plain.redacted_url(), "sqlite:///data/hearth.db");
 }
+
+fn auth_with(env: &[(&str, &str)]) -> Result<AuthConfig, ConfigError> {
+    let mut s = sources();
+    s.env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::load(&s).map(|c| c.auth)
+}
+
+/// `[auth] mode`: auto is required beyond loopback only.
+#[test]
+fn auth_mode_follows_the_listen_address() {
+    let check = |mode: &str, listen: &str, required: bool| {
+        let a = auth_with(&[("HEARTH__AUTH__MODE", mode)]).unwrap();
+        assert_eq!(
+            a.mode.required(listen.parse().unwrap()),
+            required,
+            "{mode} {listen}"
+        );
+    };
+    check("auto", "127.0.0.1:1", false);
+    check("auto", "[::1]:1", false);
+    check("auto", "0.0.0.0:1", true);
+    check("auto", "192.168.1.5:1", true);
+    check("required", "127.0.0.1:1", true);
+    check("open", "0.0.0.0:1", false);
+    let e = auth_with(&[("HEARTH__AUTH__MODE", "sometimes")]).unwrap_err();
+    assert!(e.to_string().contains("auto, required or open"), "{e}");
+}
+
+/// The first admin comes from HEARTH_ADMIN_USER and HEARTH_ADMIN_PASSWORD, both or neither.
+#[test]
+fn bootstrap_admin_from_the_environment() {
+    let a = auth_with(&[]).unwrap();
+    assert_eq!(a.bootstrap_admin, None);
+    assert_eq!(a.signup, Signup::Pending);
+    assert_eq!(a.oidc, None);
+    let a = auth_with(&[
+        ("HEARTH_ADMIN_USER", "root"),
+        ("HEARTH_ADMIN_PASSWORD", "pw"),
+    ])
+    .unwrap();
+    assert_eq!(a.bootstrap_admin, Some(("root".into(), "pw".into())));
+    let e = auth_with(&[("HEARTH_ADMIN_USER", "root")]).unwrap_err();
+    assert!(e.to_string().contains("set both"), "{e}");
+    let e = auth_with(&[("HEARTH__AUTH__OIDC__ISSUER", "https://id.example")]).unwrap_err();
+    assert!(e.to_string().contains("client_id"), "{e}");
+}

@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hearth_accounts::AccountsError;
 use hearth_api_types::{ollama, openai};
 use hearth_llm::LlmError;
 
@@ -13,6 +14,13 @@ pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 pub enum ApiError {
     #[error(transparent)]
     Llm(#[from] LlmError),
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    /// State-changing request on a session without the session's `X-CSRF-Token`.
+    #[error(
+        "missing or wrong X-CSRF-Token header; send the csrf_token from auth/session with every change"
+    )]
+    Csrf,
     /// The body is not JSON of the expected shape; `path` names the offending field.
     #[error("invalid JSON body: {message}")]
     Json {
@@ -61,7 +69,8 @@ pub struct Classified {
     pub code: Option<&'static str>,
     pub param: Option<String>,
     pub message: String,
-    pub retry_after: bool,
+    /// Seconds for `Retry-After`, when the client should come back later.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -74,7 +83,7 @@ impl ApiError {
             code,
             param,
             message: self.to_string(),
-            retry_after: false,
+            retry_after: None,
         };
         match self {
             ApiError::Llm(LlmError::ModelNotFound(_)) => user(
@@ -98,7 +107,7 @@ impl ApiError {
                     Family::Ollama => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 Classified {
-                    retry_after: true,
+                    retry_after: Some(BUSY_RETRY_AFTER_SECS),
                     ..user(status, "server_busy_error", Some("server_busy"), None)
                 }
             }
@@ -139,17 +148,88 @@ impl ApiError {
                 None,
                 param.map(str::to_owned),
             ),
-            ApiError::Llm(LlmError::Internal(_)) | ApiError::Service(_) => {
-                tracing::error!(error = %self, "request failed with an internal error");
-                Classified {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    kind: "server_error",
-                    code: None,
-                    param: None,
-                    message: "internal error; the server log has the details".to_owned(),
-                    retry_after: false,
+            ApiError::Csrf => user(
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                Some("csrf"),
+                None,
+            ),
+            ApiError::Accounts(e) => match e {
+                AccountsError::BadInput(_) => {
+                    user(StatusCode::BAD_REQUEST, "invalid_request_error", None, None)
                 }
-            }
+                AccountsError::Unauthenticated(_) | AccountsError::InvalidCredentials => user(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    Some("invalid_credentials"),
+                    None,
+                ),
+                AccountsError::MfaRequired => user(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    Some("mfa_required"),
+                    None,
+                ),
+                AccountsError::InvalidCode => user(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    Some("invalid_code"),
+                    None,
+                ),
+                AccountsError::AccountDisabled => user(
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    Some("account_disabled"),
+                    None,
+                ),
+                AccountsError::AccountPending => user(
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    Some("account_pending"),
+                    None,
+                ),
+                AccountsError::Forbidden(_) => user(
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    Some("forbidden"),
+                    None,
+                ),
+                AccountsError::NotFound(_) => user(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    Some("not_found"),
+                    None,
+                ),
+                AccountsError::Conflict(_) => user(
+                    StatusCode::CONFLICT,
+                    "invalid_request_error",
+                    Some("conflict"),
+                    None,
+                ),
+                AccountsError::Throttled { retry_after } => Classified {
+                    retry_after: Some(hearth_accounts::retry_after_secs(*retry_after)),
+                    ..user(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limit_error",
+                        Some("too_many_attempts"),
+                        None,
+                    )
+                },
+                AccountsError::Unavailable(_) => {
+                    tracing::warn!(error = %self, "accounts unavailable");
+                    Classified {
+                        retry_after: Some(BUSY_RETRY_AFTER_SECS),
+                        ..user(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "server_error",
+                            Some("unavailable"),
+                            None,
+                        )
+                    }
+                }
+                AccountsError::Internal(_) => internal(self),
+            },
+            ApiError::Llm(LlmError::Internal(_)) | ApiError::Service(_) => internal(self),
         }
     }
 
@@ -163,6 +243,11 @@ impl ApiError {
         text.unwrap_or_else(|_| r#"{"error":"internal error"}"#.to_owned())
     }
 
+    /// This error as an OpenAI-shaped response.
+    pub(crate) fn into_openai_response(self) -> Response {
+        self.into_family_response(Family::OpenAi)
+    }
+
     fn into_family_response(self, family: Family) -> Response {
         let c = self.classify(family);
         let status = c.status;
@@ -173,13 +258,31 @@ impl ApiError {
                 (status, axum::Json(ollama::ErrorBody { error: c.message })).into_response()
             }
         };
-        if retry_after {
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"hearth\""),
             );
         }
         response
+    }
+}
+
+/// An internal failure: logged here, a generic message for the client.
+fn internal(e: &ApiError) -> Classified {
+    tracing::error!(error = %e, "request failed with an internal error");
+    Classified {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        kind: "server_error",
+        code: None,
+        param: None,
+        message: "internal error; the server log has the details".to_owned(),
+        retry_after: None,
     }
 }
 

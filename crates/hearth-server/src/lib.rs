@@ -7,10 +7,14 @@
 //! Code map: `error` maps every failure to a status and body, once; `body` is the JSON extractor;
 //! `generation` turns a [`hearth_llm::GenerationStream`] into a response body (the body owns the
 //! stream, so a client that goes away cancels its generation); `openai`, `ollama`,
-//! `manage` (pull, delete, copy, blobs, create) and `embeddings` hold the handlers and the hand-written conversions between wire and domain
-//! types; `metrics` is the Prometheus text endpoint; `wire` has ids, timestamps and durations.
+//! `manage` (pull, delete, copy, blobs, create) and `embeddings` hold the handlers and the
+//! hand-written conversions between wire and domain types; `metrics` is the Prometheus text
+//! endpoint; `wire` has ids, timestamps and durations; `auth` is the auth layer (API keys and
+//! session cookies on the model routes, the [`Authed`] extractor) and `rest` the account routes
+//! under `/api/hearth/v1/`.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod body;
 mod embeddings;
 mod error;
@@ -19,6 +23,7 @@ mod manage;
 mod metrics;
 mod ollama;
 mod openai;
+mod rest;
 mod wire;
 
 #[cfg(test)]
@@ -31,6 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, delete, get, head, post};
 use hearth_llm::ModelService;
 
+pub use auth::{AuthSettings, Authed, CSRF_HEADER, SESSION_COOKIE};
 pub use error::{ApiError, BUSY_RETRY_AFTER_SECS, Classified, Family, OllamaError, OpenAiError};
 pub use metrics::Metrics;
 
@@ -64,6 +70,7 @@ pub struct AppState {
     pub models: Arc<dyn ModelService>,
     pub metrics: Arc<Metrics>,
     pub config: ServerConfig,
+    pub auth: AuthSettings,
 }
 
 impl std::fmt::Debug for AppState {
@@ -80,6 +87,7 @@ impl AppState {
             models,
             metrics: Arc::new(Metrics::default()),
             config,
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -155,7 +163,13 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handlers);
     }
     router
+        .nest("/api/hearth/v1", rest::routes())
+        .route("/setup", get(rest::setup_page))
         .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

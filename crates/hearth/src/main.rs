@@ -84,6 +84,15 @@ enum Command {
     /// Measure speed (`bench speed`, against llama.cpp) and serving under load (`bench serve`).
     #[command(subcommand)]
     Bench(commands::BenchCommand),
+    /// Manage users (local admin access to the database).
+    #[command(subcommand)]
+    User(hearth_app::accounts::UserCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(hearth_app::accounts::KeyCommand),
+    /// Read and check the audit log.
+    #[command(subcommand)]
+    Audit(hearth_app::accounts::AuditCommand),
     /// Print the version.
     Version,
 }
@@ -126,10 +135,10 @@ fn main() -> std::process::ExitCode {
         Command::Ps => commands::ps(&global),
         Command::Config => commands::config(&global),
         Command::Bench(what) => commands::bench(&global, what),
-        Command::Version => {
-            println!("hearth {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::User(c) => commands::user(&global, c),
+        Command::Key(c) => commands::key(&global, c),
+        Command::Audit(c) => commands::audit(&global, c),
+        Command::Version => commands::version(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -73,7 +73,7 @@ pub async fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Reply {
+pub fn parse(raw: &[u8]) -> Reply {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -8,8 +8,10 @@
     reason = "test helpers: a failed expectation is a test failure"
 )]
 
+mod accounts;
 mod http;
 mod manage;
+mod oidc;
 mod openapi;
 mod scripted;
 

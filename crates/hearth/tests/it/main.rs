@@ -11,6 +11,7 @@
     reason = "test helpers fail loudly, with the command and its output"
 )]
 
+mod accounts;
 mod cli;
 mod model;
 mod serve;
