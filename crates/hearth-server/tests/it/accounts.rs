@@ -800,8 +800,8 @@ async fn throttling_answers_429_with_retry_after_and_clears_on_success() {
 }
 
 /// ASVS 5.0: 8.2.1, 8.3.1 (required mode: every model route needs a valid key; each family
-/// answers 401 in its own error shape), 6.4.x key handling (malformed, unknown and revoked keys
-/// are all refused alike).
+/// answers 401 in its own error shape); malformed, unknown and revoked keys are all refused
+/// alike.
 #[tokio::test]
 async fn required_mode_rejects_missing_and_invalid_keys() {
     let env = env(true).await;

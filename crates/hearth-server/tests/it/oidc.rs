@@ -180,8 +180,8 @@ async fn sign_in(env: &crate::accounts::Env) -> (Reply, String) {
     (call(env, "GET", &path, &As::default(), None).await, path)
 }
 
-/// ASVS 5.0: 10.2.1 / 10.4.x (authorization code with PKCE S256, state bound to the flow and
-/// single use), 10.5.1-10.5.4 (ID token: issuer, audience, expiry, nonce checked), 7.2.4 (a new
+/// ASVS 5.0 chapter V10 (OAuth and OIDC client): authorization code with PKCE S256, state bound
+/// to the flow and single use; 10.5.1-10.5.4 (ID token: issuer, audience, expiry, nonce checked), 7.2.4 (a new
 /// session at sign-in); users are linked by (issuer, subject).
 #[tokio::test]
 async fn oidc_sign_in_links_by_issuer_and_subject() {

@@ -3,15 +3,6 @@
 use hearth_store::StoreError;
 use hearth_store_postgres::{PostgresStore, open};
 
-#[test]
-fn the_sql_is_the_sqlite_backends() {
-    // One body of queries for both backends: a change to one is a change to both.
-    assert_eq!(
-        include_str!("../../src/store.rs"),
-        include_str!("../../../hearth-store-sqlite/src/store.rs")
-    );
-}
-
 #[tokio::test]
 async fn bad_urls_are_named_and_classified() {
     let err = open("mysql://127.0.0.1/nope").await.unwrap_err();

@@ -10,8 +10,8 @@ fn add_user(env: &Env, name: &str, role: &str) {
     env.check_cmd(cmd, None, Expect::Ok(&["created", name]));
 }
 
-/// ASVS 5.0: 8.2.1 (roles changed only by an administrator — here the local one), 6.2.x password
-/// policy at creation, 7.4.2 (disable), 6.4.x key shown once and stored hashed.
+/// ASVS 5.0: 8.2.1 (roles changed only by an administrator — here the local one), 6.2.1 (password
+/// length policy at creation), 7.4.2 (disable); the API key is shown once and stored hashed.
 #[test]
 fn users_and_keys_from_the_command_line() {
     let env = Env::new();
@@ -74,7 +74,7 @@ fn users_and_keys_from_the_command_line() {
 }
 
 /// ASVS 5.0: 16.4.2 (the audit log is tamper-evident: `hearth audit verify` finds an event
-/// changed in the database file), 16.3.1 (events recorded), 16.4.1-style export as JSON lines.
+/// changed in the database file), 16.3.1 (events recorded); export as JSON lines.
 #[test]
 fn audit_verify_detects_a_tampered_row() {
     let env = Env::new();
