@@ -1,11 +1,11 @@
 //! The audit log: append (hash-chained through the store's serialised append), tail, verify,
 //! JSON-lines export, retention.
 //!
-//! The chain hash is `hearth_auth::audit::chain_hash` over the event's canonical encoding. The
-//! store computes the sequence number inside its append transaction and does not pass it to the
-//! hash function, so the hash covers every field but `seq` (encoded as 0); `verify` checks that
-//! sequence numbers run without gaps from the checkpoint and that each hash follows from the one
-//! before, which detects any deleted, inserted, reordered or changed event (ASVS 16.4.2).
+//! The chain hash is `hearth_auth::audit::chain_hash` over the event's canonical encoding, its
+//! sequence number included (the store computes it inside its append transaction and hands it to
+//! the hash function); `verify` checks that sequence numbers run without gaps from the checkpoint
+//! and that each hash follows from the one before, which detects any deleted, inserted,
+//! reordered or changed event (ASVS 16.4.2).
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -17,10 +17,10 @@ use serde::Serialize;
 
 use crate::{Accounts, AccountsError, Client, Principal, Result};
 
-/// The chain hash of `event` after `prev`.
-pub(crate) fn event_hash(prev: &[u8; 32], e: &NewEvent) -> [u8; 32] {
+/// The chain hash of event number `seq` after `prev`.
+pub(crate) fn event_hash(seq: u64, prev: &[u8; 32], e: &NewEvent) -> [u8; 32] {
     let ae = AuditEvent {
-        seq: 0,
+        seq,
         time_ms: to_millis(e.time),
         actor: e.actor.clone(),
         action: e.action.clone(),
@@ -188,7 +188,7 @@ impl Accounts {
                     ))
                 } else if e.prev_hash != prev {
                     Some("its previous-hash does not match the event before it".to_owned())
-                } else if event_hash(&prev, &e.as_new()) != e.hash {
+                } else if event_hash(e.seq, &prev, &e.as_new()) != e.hash {
                     Some("its hash does not match its content (the event was changed)".to_owned())
                 } else {
                     None

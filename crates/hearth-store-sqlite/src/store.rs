@@ -960,7 +960,7 @@ impl AuditStore for Store {
         // What is stored is what is hashed: times at millisecond precision.
         let mut stored = e.clone();
         stored.time = from_millis(ms(e.time));
-        let h = hash(&prev_hash, &stored);
+        let h = hash(seq, &prev_hash, &stored);
         sqlx::query(
             "INSERT INTO audit_events (seq, time, actor, action, target, outcome, \
              client_address, detail, prev_hash, hash) \

@@ -967,8 +967,8 @@ pub async fn api_keys_unique_prefix_and_use(s: &Stores) {
 }
 
 /// A stand-in for the real chain hash (SHA-256 in the caller): deterministic within a run and
-/// sensitive to every field and to the previous hash.
-pub fn test_hash(prev: &[u8; 32], e: &NewEvent) -> [u8; 32] {
+/// sensitive to the sequence number, every field and the previous hash.
+pub fn test_hash(seq: u64, prev: &[u8; 32], e: &NewEvent) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (i, chunk) in out.chunks_mut(8).enumerate() {
         let mut h = std::hash::DefaultHasher::new();
@@ -982,7 +982,7 @@ pub fn test_hash(prev: &[u8; 32], e: &NewEvent) -> [u8; 32] {
             &e.outcome,
         )
             .hash(&mut h);
-        (&e.client_address, &e.detail).hash(&mut h);
+        (&e.client_address, &e.detail, seq).hash(&mut h);
         chunk.copy_from_slice(&h.finish().to_le_bytes());
     }
     out
@@ -1011,7 +1011,12 @@ fn verify(events: &[Event], start: Option<Checkpoint>) {
     for e in events {
         assert_eq!(e.seq, seq + 1, "gap or repeat before {}", e.seq);
         assert_eq!(e.prev_hash, prev, "fork at {}", e.seq);
-        assert_eq!(e.hash, test_hash(&prev, &e.as_new()), "hash of {}", e.seq);
+        assert_eq!(
+            e.hash,
+            test_hash(e.seq, &prev, &e.as_new()),
+            "hash of {}",
+            e.seq
+        );
         seq = e.seq;
         prev = e.hash;
     }

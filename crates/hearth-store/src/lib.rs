@@ -180,8 +180,9 @@ pub trait ApiKeyStore: Send + Sync {
     async fn record_key_use(&self, id: Uuid, at: SystemTime) -> Result<()>;
 }
 
-/// The hash of an event given the previous event's hash (all zeros before the first).
-pub type ChainHash = dyn Fn(&[u8; 32], &NewEvent) -> [u8; 32] + Send + Sync;
+/// The hash of an event given its sequence number and the previous event's hash (all zeros
+/// before the first).
+pub type ChainHash = dyn Fn(u64, &[u8; 32], &NewEvent) -> [u8; 32] + Send + Sync;
 
 /// The append-only audit log, a hash chain. Nothing updates or deletes events except
 /// [`AuditStore::delete_events_before`], which keeps a checkpoint.
