@@ -214,7 +214,7 @@ pub fn serve(g: &Global) -> Result<(), AppError> {
         let mode = if addr.ip().is_loopback() {
             "loopback only: reachable from this machine alone"
         } else {
-            "listening beyond loopback: anyone who can reach this address can use it"
+            "listening beyond loopback: reachable from the network; see the auth line below"
         };
         eprintln!("Hearth {} is running at http://{addr}/ ({mode})", crate::VERSION);
         eprintln!("  OpenAI API: http://{addr}/v1   Ollama API: http://{addr}/api");
