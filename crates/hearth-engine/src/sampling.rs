@@ -17,7 +17,9 @@ pub struct SamplingParams {
     pub repeat_last_n: usize,
     pub presence_penalty: f32,
     pub frequency_penalty: f32,
-    /// Same seed and inputs → same tokens. `None`: a fresh seed per request.
+    /// Same seed and inputs → same tokens, for a request computed the same way: one computed in a
+    /// batch with others (integer kernels) may differ in the last bits of its logits from one
+    /// computed alone, and a draw can then differ. `None`: a fresh seed per request.
     pub seed: Option<u64>,
     /// `(token id, bias)` added to the logits before anything else (OpenAI's `logit_bias`);
     /// ids outside the vocabulary are ignored. -100 practically bans a token, +100 forces it.

@@ -225,10 +225,14 @@ def test_openai_tool_choice_auto_is_text_or_valid_calls(oai):
         choice = r.choices[0]
         if choice.message.tool_calls:
             assert choice.finish_reason == "tool_calls"
+            assert choice.message.content is None
             check_calls(choice.message.tool_calls)
         else:
+            # A text answer: calls are recognised when the answer opens with one, so text that
+            # mentions the call syntax later stays text.
             assert choice.message.content
-            assert "<tool_call>" not in choice.message.content
+            assert not choice.message.content.lstrip().startswith("<tool_call>")
+            assert choice.finish_reason in ("stop", "length")
 
 
 def test_openai_streamed_tool_calls_assemble(oai):
@@ -273,8 +277,12 @@ def test_openai_tool_results_feed_back(oai):
         model=MODEL, messages=messages, tools=TOOLS, tool_choice="none", max_tokens=24
     )
     assert r.choices[0].message.content
-    # The tool's answer reached the prompt: the conversation is longer than the first one.
-    assert r.usage.prompt_tokens > first.usage.prompt_tokens
+    # The call and the tool's answer reached the prompt: it is longer than the question alone
+    # (tool_choice "none" leaves the tool definitions out of both).
+    alone = oai.chat.completions.create(
+        model=MODEL, messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=1
+    )
+    assert r.usage.prompt_tokens > alone.usage.prompt_tokens + 10
 
 
 # ---------- Ollama ----------
