@@ -199,6 +199,29 @@ fn event_row(r: &Row) -> Result<Event> {
 }
 
 impl Store {
+    /// Marks row `id` of `table` (sessions or API keys, named `what` in errors) revoked at
+    /// `at`, unless it already is; `Owner::User` limits it to rows whose `owner_column` is that
+    /// user. Whether a row changed.
+    async fn revoke(
+        &self,
+        (table, owner_column, what): (&'static str, &'static str, &'static str),
+        id: Uuid,
+        by: Owner,
+        at: SystemTime,
+    ) -> Result<bool> {
+        let mut sql =
+            format!("UPDATE {table} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL");
+        if let Owner::User(_) = by {
+            sql.push_str(&format!(" AND {owner_column} = $3"));
+        }
+        let mut q = sqlx::query(&sql).bind(id.to_string()).bind(ms(at));
+        if let Owner::User(u) = by {
+            q = q.bind(u.to_string());
+        }
+        let r = q.execute(self.w()).await.ctx(what)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn one_user(&self, sql: &str, a: &str, b: Option<&str>) -> Result<Option<User>> {
         let mut q = sqlx::query(sql).bind(a);
         if let Some(b) = b {
@@ -760,30 +783,8 @@ impl SessionStore for Store {
     }
 
     async fn revoke_session(&self, id: Uuid, by: Owner, at: SystemTime) -> Result<bool> {
-        let r = match by {
-            Owner::Any => {
-                sqlx::query(
-                    "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                )
-                .bind(id.to_string())
-                .bind(ms(at))
-                .execute(self.w())
-                .await
-            }
-            Owner::User(u) => {
-                sqlx::query(
-                    "UPDATE sessions SET revoked_at = $2 \
-                     WHERE id = $1 AND revoked_at IS NULL AND user_id = $3",
-                )
-                .bind(id.to_string())
-                .bind(ms(at))
-                .bind(u.to_string())
-                .execute(self.w())
-                .await
-            }
-        }
-        .ctx("session")?;
-        Ok(r.rows_affected() == 1)
+        self.revoke(("sessions", "user_id", "session"), id, by, at)
+            .await
     }
 
     async fn revoke_user_sessions(
@@ -908,30 +909,8 @@ impl ApiKeyStore for Store {
     }
 
     async fn revoke_key(&self, id: Uuid, by: Owner, at: SystemTime) -> Result<bool> {
-        let r = match by {
-            Owner::Any => {
-                sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                )
-                .bind(id.to_string())
-                .bind(ms(at))
-                .execute(self.w())
-                .await
-            }
-            Owner::User(u) => {
-                sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $2 \
-                     WHERE id = $1 AND revoked_at IS NULL AND owner_id = $3",
-                )
-                .bind(id.to_string())
-                .bind(ms(at))
-                .bind(u.to_string())
-                .execute(self.w())
-                .await
-            }
-        }
-        .ctx("API key")?;
-        Ok(r.rows_affected() == 1)
+        self.revoke(("api_keys", "owner_id", "API key"), id, by, at)
+            .await
     }
 
     async fn record_key_use(&self, id: Uuid, at: SystemTime) -> Result<()> {
