@@ -597,15 +597,25 @@ impl Encoder for ChatEncoder {
         if !self.last {
             return;
         }
-        if self.include_usage {
-            sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
-        }
-        out.push_str("data: [DONE]\n\n");
+        end_stream(
+            self.include_usage
+                .then(|| self.chunk(Vec::new(), Some(usage(c)))),
+            out,
+        );
     }
 
     fn error(&mut self, error: &ApiError, out: &mut String) {
         sse_error(error, out);
     }
+}
+
+/// The end of a streamed answer: the usage chunk when the request asked for it, then
+/// `[DONE]`.
+fn end_stream<T: serde::Serialize>(usage_chunk: Option<T>, out: &mut String) {
+    if let Some(chunk) = usage_chunk {
+        sse_event(&chunk, out);
+    }
+    out.push_str("data: [DONE]\n\n");
 }
 
 /// A failure after streaming began: an error event and no `[DONE]`.
@@ -753,10 +763,11 @@ impl Encoder for CompletionEncoder {
         if !self.last {
             return;
         }
-        if self.include_usage {
-            sse_event(&self.chunk(Vec::new(), Some(usage(c))), out);
-        }
-        out.push_str("data: [DONE]\n\n");
+        end_stream(
+            self.include_usage
+                .then(|| self.chunk(Vec::new(), Some(usage(c)))),
+            out,
+        );
     }
 
     fn error(&mut self, error: &ApiError, out: &mut String) {
@@ -927,10 +938,8 @@ async fn chat_choices(
             })
             .collect();
         let tail: Tail = Box::new(move |cs, out| {
-            if encoder.include_usage {
-                sse_event(&encoder.chunk(Vec::new(), Some(usage_of_choices(cs))), out);
-            }
-            out.push_str("data: [DONE]\n\n");
+            let usage = || encoder.chunk(Vec::new(), Some(usage_of_choices(cs)));
+            end_stream(encoder.include_usage.then(usage), out);
         });
         return Ok(sse_response(stream_choices(generations, encoders, tail)));
     }
@@ -979,10 +988,8 @@ async fn completion_choices(
             })
             .collect();
         let tail: Tail = Box::new(move |cs, out| {
-            if encoder.include_usage {
-                sse_event(&encoder.chunk(Vec::new(), Some(usage_of_choices(cs))), out);
-            }
-            out.push_str("data: [DONE]\n\n");
+            let usage = || encoder.chunk(Vec::new(), Some(usage_of_choices(cs)));
+            end_stream(encoder.include_usage.then(usage), out);
         });
         return Ok(sse_response(stream_choices(generations, encoders, tail)));
     }
