@@ -159,11 +159,17 @@ fn stream_once(
     user: &str,
     prompt: &str,
     max_tokens: usize,
+    suppress: &[u32],
 ) -> Result<StreamResult, AppError> {
+    let bias: serde_json::Map<String, serde_json::Value> = suppress
+        .iter()
+        .map(|id| (id.to_string(), serde_json::json!(-100)))
+        .collect();
     let body = serde_json::json!({
         "model": model, "stream": true, "stream_options": {"include_usage": true},
         "max_tokens": max_tokens, "temperature": 0.7, "seed": 1, "user": user,
         "messages": [{"role": "user", "content": prompt}],
+        "logit_bias": bias,
     });
     let mut resp = crate::client::request(
         addr,
@@ -232,63 +238,126 @@ fn peak_rss() -> Option<u64> {
     crate::proc_kb("/proc/self/status", "VmHWM")
 }
 
-/// Serving under load, measured through the HTTP API of an in-process server: aggregate decode
-/// tokens/s and time to first token at each concurrency (ratios against one stream), fairness
-/// (user B's first token while user A keeps `flood` requests queued, against B alone), peak RSS.
-pub fn serve_bench(
+/// What `hearth bench serve` measures and how.
+pub struct ServeBench<'a> {
+    pub model: &'a str,
+    /// Concurrent streams to measure (1 is the baseline of the ratios).
+    pub streams: &'a [usize],
+    /// Tokens each stream generates.
+    pub tokens: usize,
+    /// Requests user A keeps queued in the fairness measurement.
+    pub flood: usize,
+    /// Interleaved rounds over all concurrencies (medians are reported).
+    pub rounds: usize,
+    /// Tokens given a -100 logit bias (the model's end-of-generation tokens), so every stream
+    /// generates exactly `tokens` tokens and each concurrency stays at its width throughout.
+    pub suppress: Vec<u32>,
+}
+
+/// Streams of one concurrency, all started at once: (aggregate tokens/s, TTFTs in ms).
+fn concurrent_round(
     addr: std::net::SocketAddr,
-    model: &str,
-    streams: &[usize],
-    tokens: usize,
-    flood: usize,
-) -> Result<(), AppError> {
-    // Warm up: load the model.
-    stream_once(addr, model, Instant::now(), "warmup", "Hello", 4)?;
+    b: &ServeBench<'_>,
+    c: usize,
+) -> Result<(f64, Vec<f64>), AppError> {
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..c)
+        .map(|i| {
+            let prompt = fresh_prompt(i);
+            let model = b.model.to_owned();
+            let (tokens, suppress) = (b.tokens, b.suppress.clone());
+            std::thread::spawn(move || {
+                stream_once(
+                    addr,
+                    &model,
+                    t0,
+                    &format!("u{i}"),
+                    &prompt,
+                    tokens,
+                    &suppress,
+                )
+            })
+        })
+        .collect();
+    let (mut ttfts, mut total, mut end) = (Vec::new(), 0u64, 0f64);
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| AppError::Message("a bench client thread panicked".into()))??;
+        ttfts.push(r.ttft * 1000.0);
+        total += r.tokens;
+        end = end.max(r.end);
+    }
+    Ok((total as f64 / end, ttfts))
+}
+
+/// Serving under load, measured through the HTTP API of an in-process server: aggregate decode
+/// tokens/s and time to first token at each concurrency, in interleaved rounds (each ratio
+/// against one stream is taken within a round, then the median over rounds is reported, since
+/// the machine's speed drifts); fairness (user B's first token while user A keeps `flood`
+/// requests queued, against B alone); peak RSS.
+pub fn serve_bench(addr: std::net::SocketAddr, b: &ServeBench<'_>) -> Result<(), AppError> {
+    let (model, tokens, flood) = (b.model, b.tokens, b.flood);
+    let suppress = b.suppress.as_slice();
+    // Warm up: load the model, then one round at the widest concurrency (first-touch costs).
+    stream_once(addr, model, Instant::now(), "warmup", "Hello", 4, suppress)?;
+    if let Some(&widest) = b.streams.iter().max() {
+        concurrent_round(addr, b, widest)?;
+    }
+    let rounds = b.rounds.max(1);
+    // Per concurrency: aggregate tok/s per round, and every TTFT.
+    let mut agg = vec![Vec::new(); b.streams.len()];
+    let mut ttfts = vec![Vec::new(); b.streams.len()];
+    for round in 0..rounds {
+        for (i, &c) in b.streams.iter().enumerate() {
+            eprint!("\rround {}/{rounds}: {c} streams   ", round + 1);
+            // Few streams finish fast: repeat them so each measurement spans about as many
+            // tokens as the wide ones.
+            let (mut tok_s, mut n) = (0.0, 0);
+            for _ in 0..8usize.div_ceil(c).max(1) {
+                let (a, t) = concurrent_round(addr, b, c)?;
+                tok_s += a;
+                n += 1;
+                ttfts[i].extend(t);
+            }
+            agg[i].push(tok_s / f64::from(n));
+        }
+    }
+    eprintln!();
     println!(
-        "{:>7}  {:>16} {:>9}  {:>12} {:>12}",
+        "{:>7}  {:>16} {:>9}  {:>12} {:>12}   per-round ratios",
         "streams", "aggregate tok/s", "vs 1", "TTFT p50 ms", "TTFT p95 ms"
     );
-    let mut single = None;
-    for &c in streams {
-        let rounds = 8usize.div_ceil(c).max(1);
-        let (mut ttfts, mut total_tokens, mut wall) = (Vec::new(), 0u64, 0f64);
-        for _ in 0..rounds {
-            let t0 = Instant::now();
-            let handles: Vec<_> = (0..c)
-                .map(|i| {
-                    let prompt = fresh_prompt(i);
-                    let model = model.to_owned();
-                    std::thread::spawn(move || {
-                        stream_once(addr, &model, t0, &format!("u{i}"), &prompt, tokens)
-                    })
-                })
-                .collect();
-            let mut end = 0f64;
-            for h in handles {
-                let r = h
-                    .join()
-                    .map_err(|_| AppError::Message("a bench client thread panicked".into()))??;
-                ttfts.push(r.ttft * 1000.0);
-                total_tokens += r.tokens;
-                end = end.max(r.end);
-            }
-            wall += end;
-        }
-        let agg = total_tokens as f64 / wall;
-        let base = *single.get_or_insert(agg);
+    let base = b.streams.iter().position(|&c| c == 1).unwrap_or(0);
+    for (i, &c) in b.streams.iter().enumerate() {
+        let ratios: Vec<f64> = agg[i].iter().zip(&agg[base]).map(|(a, s)| a / s).collect();
         println!(
-            "{c:>7}  {agg:>16.1} {:>8.2}x  {:>12.0} {:>12.0}",
-            agg / base,
-            percentile(ttfts.clone(), 0.5),
-            percentile(ttfts, 0.95)
+            "{c:>7}  {:>16.1} {:>8.2}x  {:>12.0} {:>12.0}   {}",
+            median(agg[i].clone()),
+            median(ratios.clone()),
+            percentile(ttfts[i].clone(), 0.5),
+            percentile(ttfts[i].clone(), 0.95),
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
 
     // Fairness.
     let b_alone: Vec<f64> = (0..3)
         .map(|_| {
-            stream_once(addr, model, Instant::now(), "b", &fresh_prompt(1), 8)
-                .map(|r| r.ttft * 1000.0)
+            stream_once(
+                addr,
+                model,
+                Instant::now(),
+                "b",
+                &fresh_prompt(1),
+                8,
+                suppress,
+            )
+            .map(|r| r.ttft * 1000.0)
         })
         .collect::<Result<_, _>>()?;
     let t0 = Instant::now();
@@ -296,14 +365,25 @@ pub fn serve_bench(
         .map(|i| {
             let prompt = fresh_prompt(i);
             let model = model.to_owned();
-            std::thread::spawn(move || stream_once(addr, &model, t0, "a", &prompt, tokens))
+            let suppress = suppress.to_vec();
+            std::thread::spawn(move || {
+                stream_once(addr, &model, t0, "a", &prompt, tokens, &suppress)
+            })
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let b_flood: Vec<f64> = (0..3)
         .map(|_| {
-            stream_once(addr, model, Instant::now(), "b", &fresh_prompt(1), 8)
-                .map(|r| r.ttft * 1000.0)
+            stream_once(
+                addr,
+                model,
+                Instant::now(),
+                "b",
+                &fresh_prompt(1),
+                8,
+                suppress,
+            )
+            .map(|r| r.ttft * 1000.0)
         })
         .collect::<Result<_, _>>()?;
     for h in flooders {

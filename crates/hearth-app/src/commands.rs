@@ -77,6 +77,9 @@ pub struct ServeBenchArgs {
     /// Requests user A keeps queued in the fairness measurement.
     #[arg(long, default_value_t = 64)]
     pub flood: usize,
+    /// Interleaved rounds over all concurrencies; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 /// Arguments of `hearth bench speed`.
@@ -607,14 +610,34 @@ fn bench_serve(g: &Global, args: ServeBenchArgs) -> Result<(), AppError> {
         .model
         .clone()
         .unwrap_or_else(|| config.models.default.clone());
-    ensure_present(&catalog, &model)?;
+    let entry = ensure_present(&catalog, &model)?;
+    // End-of-generation tokens are suppressed so every stream generates exactly `tokens`.
+    let unreadable = |e: &dyn std::fmt::Display| {
+        AppError::Message(format!("cannot read {}: {e}", entry.path.display()))
+    };
+    let file = hearth_gguf::GgufFile::open(&entry.path).map_err(|e| unreadable(&e))?;
+    let suppress = hearth_tokenizer::Tokenizer::from_gguf(&file)
+        .map_err(|e| unreadable(&e))?
+        .eog_ids()
+        .to_vec();
+    drop(file);
     eprintln!(
-        "serving {model} on an in-process server; {} tokens per stream, engine.max_active = {}",
-        args.tokens, config.engine.max_active
+        "serving {model} on an in-process server; {} tokens per stream (end-of-generation \
+         suppressed), engine.max_active = {}, {} interleaved rounds",
+        args.tokens, config.engine.max_active, args.rounds
     );
     let server = crate::Background::start(config)?;
-    let result =
-        crate::bench::serve_bench(server.addr, &model, &args.streams, args.tokens, args.flood);
+    let result = crate::bench::serve_bench(
+        server.addr,
+        &crate::bench::ServeBench {
+            model: &model,
+            streams: &args.streams,
+            tokens: args.tokens,
+            flood: args.flood,
+            rounds: args.rounds,
+            suppress,
+        },
+    );
     server.shutdown()?;
     result
 }

@@ -100,6 +100,8 @@ pub struct Sampler {
     params: SamplingParams,
     rng: Rng,
     candidates: Vec<(u32, f32)>,
+    /// Softmax weights of the whole vocabulary (reused between tokens).
+    weights: Vec<f32>,
 }
 
 impl Sampler {
@@ -109,6 +111,7 @@ impl Sampler {
             params,
             rng: Rng::new(seed),
             candidates: Vec::new(),
+            weights: Vec::new(),
         }
     }
 
@@ -156,19 +159,52 @@ impl Sampler {
         if p.temperature <= 0.0 || p.top_k == 1 || logits.is_empty() {
             return argmax(logits);
         }
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let k = hearth_models::kernels::simd::Kernels::get();
+        let max = k.max(logits);
+        if !max.is_finite() {
+            return argmax(logits);
+        }
+        let inv_t = 1.0 / p.temperature;
+        let by_weight = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
         let c = &mut self.candidates;
         c.clear();
-        c.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (i as u32, ((l - max) / p.temperature).exp())),
-        );
-        let by_weight = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
-        if p.top_k > 0 && p.top_k < c.len() {
-            c.select_nth_unstable_by(p.top_k - 1, by_weight);
-            c.truncate(p.top_k);
+        if p.top_k > 0 && p.top_k < logits.len() {
+            // Top-k first, on the logits (the order of the weights), then weights of those only.
+            top_k(logits, p.top_k, c);
+            for e in c.iter_mut() {
+                e.1 = ((e.1 - max) * inv_t).exp();
+            }
+        } else {
+            let w = &mut self.weights;
+            w.resize(logits.len(), 0.0);
+            let total = k.exp_weights(logits, max, inv_t, w);
+            if p.min_p <= 0.0 && p.top_p >= 1.0 {
+                // No cut: draw from the whole distribution, finding the token by chunk sums.
+                let mut r = self.rng.next_f32() * total;
+                const CHUNK: usize = 256;
+                for (ci, chunk) in w.chunks(CHUNK).enumerate() {
+                    let s = k.sum(chunk);
+                    if r >= s {
+                        r -= s;
+                        continue;
+                    }
+                    for (i, &e) in chunk.iter().enumerate() {
+                        if r < e {
+                            return (ci * CHUNK + i) as u32;
+                        }
+                        r -= e;
+                    }
+                }
+                // Rounding left `r` past the end: the last token with any weight.
+                return w.iter().rposition(|&e| e > 0.0).unwrap_or(0) as u32;
+            }
+            // Tokens without weight (masked by a constraint) can never be drawn.
+            c.extend(
+                w.iter()
+                    .enumerate()
+                    .filter(|e| *e.1 > 0.0)
+                    .map(|(i, &e)| (i as u32, e)),
+            );
         }
         if p.min_p > 0.0 {
             // The largest weight is exp(0) = 1 (when it survived top-k it is the maximum).
@@ -214,6 +250,42 @@ impl Sampler {
             .or(c.last())
             .map_or(0, |e| e.0)
     }
+}
+
+/// The `k` largest logits as `(token, logit)`, in no particular order, by one pass with a
+/// min-heap of `k` (most logits fail the comparison with the heap's smallest).
+fn top_k(logits: &[f32], k: usize, out: &mut Vec<(u32, f32)>) {
+    use std::cmp::{Ordering, Reverse};
+    use std::collections::BinaryHeap;
+    struct Entry(f32, u32);
+    impl PartialEq for Entry {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other) == Ordering::Equal
+        }
+    }
+    impl Eq for Entry {}
+    impl PartialOrd for Entry {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Entry {
+        // Larger logit first; on ties the lower token id counts as larger (kept).
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+        }
+    }
+    let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::with_capacity(k + 1);
+    for (i, &l) in logits.iter().enumerate() {
+        if heap.len() < k {
+            heap.push(Reverse(Entry(l, i as u32)));
+        } else if let Some(mut low) = heap.peek_mut()
+            && l.total_cmp(&low.0.0) == Ordering::Greater
+        {
+            *low = Reverse(Entry(l, i as u32));
+        }
+    }
+    out.extend(heap.into_iter().map(|Reverse(Entry(l, i))| (i, l)));
 }
 
 /// Index of the largest logit (the first on ties).

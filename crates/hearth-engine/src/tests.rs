@@ -246,3 +246,77 @@ fn logit_bias_is_added_before_sampling() {
     check(vec![(0, -100.0), (1, -100.0)], 2);
     check(vec![(7, 100.0)], 0);
 }
+
+/// Draw `n` tokens with `params` (seeded) and count each token.
+fn frequencies(logits: &[f32], params: SamplingParams, n: usize) -> Vec<usize> {
+    let mut s = Sampler::new(params);
+    let mut counts = vec![0; logits.len()];
+    for _ in 0..n {
+        counts[s.sample(&mut logits.to_vec(), &[]) as usize] += 1;
+    }
+    counts
+}
+
+#[test]
+fn draws_follow_the_softmax_and_never_pick_masked_tokens() {
+    // Weights 1 : 2 : 3 : 4 at tokens spread over several scan chunks; the rest masked (-∞).
+    let mut logits = vec![f32::NEG_INFINITY; 1000];
+    let tokens = [3usize, 300, 511, 999];
+    for (i, &t) in tokens.iter().enumerate() {
+        logits[t] = ((i + 1) as f32).ln() * 0.5; // temperature 0.5 undoes the halving
+    }
+    for (top_k, top_p) in [(0, 1.0), (3, 1.0), (0, 0.95)] {
+        let p = SamplingParams {
+            temperature: 0.5,
+            top_k,
+            top_p,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            seed: Some(11),
+            ..SamplingParams::default()
+        };
+        let n = 20_000;
+        let counts = frequencies(&logits, p, n);
+        let kept: &[usize] = match (top_k, top_p) {
+            (3, _) => &tokens[1..],
+            _ => &tokens,
+        };
+        let mass: f64 = kept.iter().map(|&t| f64::from(logits[t] * 2.0).exp()).sum();
+        for (t, &c) in counts.iter().enumerate() {
+            if !kept.contains(&t) {
+                assert_eq!(c, 0, "token {t} drawn {c} times (top_k {top_k})");
+                continue;
+            }
+            let prob = f64::from(logits[t] * 2.0).exp() / mass;
+            let expect = prob * n as f64;
+            let sigma = (n as f64 * prob * (1.0 - prob)).sqrt();
+            assert!(
+                (c as f64 - expect).abs() < 5.0 * sigma,
+                "token {t}: {c} draws, expected {expect:.0} ± {sigma:.0} (top_k {top_k}, top_p {top_p})"
+            );
+        }
+    }
+}
+
+#[test]
+fn top_k_keeps_the_k_largest_of_a_large_vocabulary() {
+    let logits: Vec<f32> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2654435761) % 10_000) as f32 / 1000.0)
+        .collect();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let best: Vec<usize> = order[..5].to_vec();
+    let p = SamplingParams {
+        temperature: 5.0,
+        top_k: 5,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        seed: Some(3),
+        ..SamplingParams::default()
+    };
+    let counts = frequencies(&logits, p, 2000);
+    for (t, &c) in counts.iter().enumerate() {
+        assert_eq!(c > 0, best.contains(&t), "token {t}: {c} draws");
+    }
+}

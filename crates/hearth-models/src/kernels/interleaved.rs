@@ -409,10 +409,10 @@ pub fn matmul(
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni {
     use std::arch::x86_64::{
-        __m512, __m512i, _mm512_add_epi32, _mm512_and_si512, _mm512_cvtepi32_ps, _mm512_fmadd_ps,
-        _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps, _mm512_set1_epi16, _mm512_set1_ps,
-        _mm512_setzero_ps, _mm512_setzero_si512, _mm512_slli_epi16, _mm512_srai_epi16,
-        _mm512_srli_epi16, _mm512_storeu_ps,
+        __m512, __m512i, _MM_HINT_T0, _mm_prefetch, _mm512_add_epi32, _mm512_and_si512,
+        _mm512_cvtepi32_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mul_ps,
+        _mm512_set1_epi16, _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512,
+        _mm512_slli_epi16, _mm512_srai_epi16, _mm512_srli_epi16, _mm512_storeu_ps,
     };
 
     use super::{GROUP, QuantizedActs, record_bytes};
@@ -421,6 +421,10 @@ mod avx512vnni {
     const Q4_0: u8 = 0;
     const Q4_1: u8 = 1;
     const Q8_0: u8 = 2;
+    /// Bytes ahead of the record in use to prefetch: measured on Zen 5 with weights that do
+    /// not fit in cache, 6 KiB made 8-token products 1.3–1.7× as fast as none (3 and 12 KiB
+    /// were slower or no faster).
+    const PREFETCH: usize = 6144;
 
     /// # Safety
     /// AVX-512F/BW and VNNI are available; `recs` holds `acts.cols / 32` records of `ty`;
@@ -510,6 +514,10 @@ mod avx512vnni {
         let mut facc = [_mm512_setzero_ps(); T];
         for b in 0..blocks {
             let r = recs[b * rec..].as_ptr();
+            // The weights stream from memory: ask for those about one group ahead.
+            for line in (0..rec).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(PREFETCH + line).cast());
+            }
             // SAFETY: record `b` is inside `recs` (the caller's contract); it starts with 16
             // f32 scales (and 16 f32 offsets for Q4_1).
             let dw = unsafe { _mm512_loadu_ps(r as *const f32) };

@@ -282,13 +282,7 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 
 /// `x ← x / rms(x) · weight`, per row of `weight.len()` elements.
 pub fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
-    for row in x.chunks_exact_mut(weight.len()) {
-        let ss: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-        let scale = (1.0 / (ss / row.len() as f64 + f64::from(eps)).sqrt()) as f32;
-        for (v, &w) in row.iter_mut().zip(weight) {
-            *v = *v * scale * w;
-        }
-    }
+    simd::Kernels::get().rms_norm(x, weight, eps);
 }
 
 /// Rotary position embedding of adjacent pairs (ggml's "normal" rope, used by llama GGUFs whose
@@ -308,13 +302,7 @@ pub fn rope_angles(pos: usize, inv_freq: &[f32], out: &mut Vec<(f32, f32)>) {
 
 /// [`rope`] with the angles of [`rope_angles`].
 pub fn rope_rotate(x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
-    for head in x.chunks_exact_mut(head_dim) {
-        for (i, &(s, c)) in angles.iter().enumerate() {
-            let (a, b) = (head[2 * i], head[2 * i + 1]);
-            head[2 * i] = a * c - b * s;
-            head[2 * i + 1] = a * s + b * c;
-        }
-    }
+    simd::Kernels::get().rope_rotate(x, head_dim, angles);
 }
 
 /// In-place softmax.
@@ -333,9 +321,7 @@ pub fn softmax(x: &mut [f32]) {
 
 /// `gate ← silu(gate) · up`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
+    simd::Kernels::get().swiglu(gate, up);
 }
 
 /// Dot product using the best kernel for this CPU.

@@ -117,6 +117,49 @@ impl Kernels {
         axpy(self.isa, out, w, v)
     }
 
+    /// `gate ← silu(gate) · up`, element-wise over the shorter of the two.
+    #[inline]
+    pub fn swiglu(self, gate: &mut [f32], up: &[f32]) {
+        swiglu(self.isa, gate, up)
+    }
+
+    /// The largest element (`-∞` for an empty slice; NaNs are skipped).
+    #[inline]
+    pub fn max(self, x: &[f32]) -> f32 {
+        max_f32(self.isa, x)
+    }
+
+    /// `x ← x / rms(x) · weight`, per row of `weight.len()` elements (the sum of squares in
+    /// float64).
+    #[inline]
+    pub fn rms_norm(self, x: &mut [f32], weight: &[f32], eps: f32) {
+        if !weight.is_empty() {
+            rms_norm(self.isa, x, weight, eps);
+        }
+    }
+
+    /// Rotate adjacent pairs of every head of `head_dim` in `x` by `angles` (`(sin, cos)` per
+    /// pair; see [`super::rope`]).
+    #[inline]
+    pub fn rope_rotate(self, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+        if head_dim >= 2 * angles.len() {
+            rope_rotate(self.isa, x, head_dim, angles);
+        }
+    }
+
+    /// The sum of `x` (in 16 running sums).
+    #[inline]
+    pub fn sum(self, x: &[f32]) -> f32 {
+        sum_f32(self.isa, x)
+    }
+
+    /// `out[i] = e^((x[i] − shift) · scale)` (0 where that is below e^-87, so `x[i] = −∞` gets
+    /// exactly 0), and the sum of `out`: the unnormalised weights of a softmax.
+    #[inline]
+    pub fn exp_weights(self, x: &[f32], shift: f32, scale: f32, out: &mut [f32]) -> f32 {
+        exp_weights(self.isa, x, shift, scale, out)
+    }
+
     /// `out[t] = row · x[t]` for `out.len()` tokens (at most [`ROW_TOKENS`]) of `cols` floats
     /// each in `xs`, for a repacked Q4_0, Q4_1 or Q8_0 row; other types give NaN.
     #[inline]
@@ -371,6 +414,114 @@ fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut 
             *o += w * v;
         }
     }
+}}
+
+/// `e^x` from arithmetic alone (Cephes' `expf` polynomial, within 2 ulp of libm for
+/// `-87 ≤ x ≤ 88`), so loops over slices vectorise; below -87 it returns 0, above 88 it returns
+/// e^88. `n` is rounded with the 1.5·2^23 trick.
+#[inline(always)]
+pub(super) fn exp_approx(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = n.mul_add(-0.693_359_4, xc);
+    let r = n.mul_add(2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4f32;
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = p.mul_add(r, c);
+    }
+    let p = p.mul_add(r * r, r + 1.0);
+    // 2^n: with 2^23 + 127 added, the low mantissa bits of the sum hold n + 127 (an integer
+    // in 40..=215), which shifted into place are the exponent bits (no float-to-int cast, which
+    // in Rust saturates and would not vectorise).
+    let scale = f32::from_bits((n + 8_388_735.0).to_bits() << 23);
+    if x < -87.0 { 0.0 } else { p * scale }
+}
+
+multiversion! { fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + exp_approx(-*g)) * u;
+    }
+}}
+
+multiversion! { fn max_f32(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            m[i] = if c[i] > m[i] { c[i] } else { m[i] };
+        }
+    }
+    let mut best = f32::NEG_INFINITY;
+    for &v in m.iter().chain(chunks.remainder()) {
+        best = if v > best { v } else { best };
+    }
+    best
+}}
+
+multiversion! { fn rms_norm(x: &mut [f32], weight: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(weight.len()) {
+        let mut acc = [0f64; 8];
+        let mut chunks = row.chunks_exact(8);
+        for c in &mut chunks {
+            for i in 0..8 {
+                acc[i] += f64::from(c[i]) * f64::from(c[i]);
+            }
+        }
+        let mut ss = chunks.remainder().iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+        for a in acc {
+            ss += a;
+        }
+        let scale = (1.0 / (ss / row.len() as f64 + f64::from(eps)).sqrt()) as f32;
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    }
+}}
+
+multiversion! { fn rope_rotate(x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        for (pair, &(s, c)) in head.chunks_exact_mut(2).zip(angles) {
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = a * c - b * s;
+            pair[1] = a * s + b * c;
+        }
+    }
+}}
+
+multiversion! { fn sum_f32(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            acc[i] += c[i];
+        }
+    }
+    hsum(acc) + chunks.remainder().iter().sum::<f32>()
+}}
+
+multiversion! { fn exp_weights(x: &[f32], shift: f32, scale: f32, out: &mut [f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut xs = x.chunks_exact(16);
+    let mut os = out.chunks_exact_mut(16);
+    for (c, o) in (&mut xs).zip(&mut os) {
+        for i in 0..16 {
+            o[i] = exp_approx((c[i] - shift) * scale);
+            acc[i] += o[i];
+        }
+    }
+    let mut tail = 0.0;
+    for (&v, o) in xs.remainder().iter().zip(os.into_remainder()) {
+        *o = exp_approx((v - shift) * scale);
+        tail += *o;
+    }
+    hsum(acc) + tail
 }}
 
 multiversion! { fn axpy(out: &mut [f32], w: f32, v: &[f32]) {

@@ -348,3 +348,94 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The arithmetic exp (every ISA) against float64 `exp`: within 4 ulp-ish relative error in
+    /// its range, exactly 0 below it (softmax weights of masked tokens must be 0).
+    #[test]
+    fn exp_weights_match_f64(
+        x in proptest::collection::vec(-120f32..20.0, 0..200),
+        shift in -10f32..10.0,
+        scale in 0.1f32..2.0,
+    ) {
+        let mut with_inf = x.clone();
+        with_inf.push(f32::NEG_INFINITY);
+        for k in Kernels::available() {
+            let mut out = vec![f32::NAN; with_inf.len()];
+            let sum = k.exp_weights(&with_inf, shift, scale, &mut out);
+            let mut want_sum = 0f64;
+            for (&v, &o) in with_inf.iter().zip(&out) {
+                let arg = (v - shift) * scale;
+                let want = if arg < -87.0 { 0.0 } else { f64::from(arg.min(88.0)).exp() };
+                want_sum += want;
+                prop_assert!((f64::from(o) - want).abs() <= 5e-7 * want, "{:?}: e^{arg} = {o}, want {want}", k.isa);
+            }
+            prop_assert!((f64::from(sum) - want_sum).abs() <= 1e-5 * want_sum.max(1e-30), "{:?}: sum {sum} vs {want_sum}", k.isa);
+            prop_assert_eq!(*out.last().unwrap(), 0.0);
+        }
+    }
+
+    #[test]
+    fn swiglu_and_max_match_f64(g in proptest::collection::vec(-100f32..100.0, 0..200)) {
+        let up: Vec<f32> = g.iter().map(|v| 0.5 - v * 0.25).collect();
+        let want_max = g.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for k in Kernels::available() {
+            let mut out = g.clone();
+            k.swiglu(&mut out, &up);
+            for ((&gv, &u), &o) in g.iter().zip(&up).zip(&out) {
+                let (gv, u) = (f64::from(gv), f64::from(u));
+                let want = gv / (1.0 + (-gv).exp()) * u;
+                prop_assert!((f64::from(o) - want).abs() <= 1e-6 * want.abs().max(1e-6), "{:?}: silu({gv})·{u} = {o}, want {want}", k.isa);
+            }
+            prop_assert_eq!(k.max(&g), want_max, "{:?}", k.isa);
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn rms_norm_and_rope_variants_match_f64(
+        x in proptest::collection::vec(-50f32..50.0, 1..4 * 96),
+        pos in 0usize..5000,
+    ) {
+        let d = 96; // three heads of 32: 16 pairs, the last 4 pairs of each not rotated
+        let rows = x.len() / d;
+        if rows == 0 {
+            return Ok(());
+        }
+        let x = &x[..rows * d];
+        let weight: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 / 64.0).collect();
+        let inv_freq: Vec<f32> = (0..12).map(|i| 10000f32.powf(-(i as f32) / 12.0)).collect();
+        let mut angles = Vec::new();
+        rope_angles(pos, &inv_freq, &mut angles);
+        for k in Kernels::available() {
+            let mut got = x.to_vec();
+            k.rms_norm(&mut got, &weight, 1e-5);
+            for (r, row) in x.chunks_exact(d).enumerate() {
+                let ss: f64 = row.iter().map(|&v| f64::from(v).powi(2)).sum();
+                let scale = 1.0 / (ss / d as f64 + 1e-5).sqrt();
+                for (i, &v) in row.iter().enumerate() {
+                    let want = f64::from(v) * scale * f64::from(weight[i]);
+                    let g = f64::from(got[r * d + i]);
+                    prop_assert!((g - want).abs() <= 1e-6 * want.abs().max(1e-3), "{:?}", k.isa);
+                }
+            }
+            let mut got = x.to_vec();
+            k.rope_rotate(&mut got, 32, &angles);
+            for (h, head) in x.chunks_exact(32).enumerate() {
+                for i in 0..16 {
+                    let (a, b) = (f64::from(head[2 * i]), f64::from(head[2 * i + 1]));
+                    let (want_a, want_b) = match angles.get(i) {
+                        Some(&(s, c)) => {
+                            let (s, c) = (f64::from(s), f64::from(c));
+                            (a * c - b * s, a * s + b * c)
+                        }
+                        None => (a, b),
+                    };
+                    let (ga, gb) = (f64::from(got[h * 32 + 2 * i]), f64::from(got[h * 32 + 2 * i + 1]));
+                    prop_assert!((ga - want_a).abs() <= 1e-5 && (gb - want_b).abs() <= 1e-5, "{:?}", k.isa);
+                }
+            }
+        }
+    }
+}
