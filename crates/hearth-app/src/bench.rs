@@ -345,21 +345,26 @@ pub fn serve_bench(addr: std::net::SocketAddr, b: &ServeBench<'_>) -> Result<(),
         );
     }
 
-    // Fairness.
-    let b_alone: Vec<f64> = (0..3)
-        .map(|_| {
-            stream_once(
-                addr,
-                model,
-                Instant::now(),
-                "b",
-                &fresh_prompt(1),
-                8,
-                suppress,
-            )
-            .map(|r| r.ttft * 1000.0)
-        })
-        .collect::<Result<_, _>>()?;
+    // Fairness: user B's short requests, one after another with a pause, so they land at
+    // different moments of A's batches.
+    let b_ttfts = || -> Result<Vec<f64>, AppError> {
+        (0..7)
+            .map(|_| {
+                let r = stream_once(
+                    addr,
+                    model,
+                    Instant::now(),
+                    "b",
+                    &fresh_prompt(1),
+                    8,
+                    suppress,
+                )?;
+                std::thread::sleep(std::time::Duration::from_millis(60));
+                Ok(r.ttft * 1000.0)
+            })
+            .collect()
+    };
+    let b_alone = b_ttfts()?;
     let t0 = Instant::now();
     let flooders: Vec<_> = (0..flood)
         .map(|i| {
@@ -372,27 +377,14 @@ pub fn serve_bench(addr: std::net::SocketAddr, b: &ServeBench<'_>) -> Result<(),
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let b_flood: Vec<f64> = (0..3)
-        .map(|_| {
-            stream_once(
-                addr,
-                model,
-                Instant::now(),
-                "b",
-                &fresh_prompt(1),
-                8,
-                suppress,
-            )
-            .map(|r| r.ttft * 1000.0)
-        })
-        .collect::<Result<_, _>>()?;
+    let b_flood = b_ttfts()?;
     for h in flooders {
         let _ = h.join();
     }
     let (alone, flooded) = (median(b_alone), median(b_flood));
     println!(
         "\nfairness: user B's time to first token {flooded:.0} ms while user A keeps {flood} requests queued, \
-         {alone:.0} ms on an idle server: {:.2}x",
+         {alone:.0} ms on an idle server: {:.2}x (medians of 7)",
         flooded / alone
     );
     if let Some(rss) = peak_rss() {

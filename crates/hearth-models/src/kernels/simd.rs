@@ -692,8 +692,9 @@ mod avx512 {
         __m128i, __m512, _MM_HINT_T0, _mm_and_si128, _mm_loadu_si128, _mm_prefetch, _mm_set1_epi8,
         _mm_srli_epi16, _mm512_add_ps, _mm512_cvtepi8_epi32, _mm512_cvtepi32_ps,
         _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps, _mm512_max_ps,
-        _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_roundscale_ps, _mm512_scalef_ps,
-        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
+        _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_reduce_max_ps, _mm512_roundscale_ps,
+        _mm512_scalef_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4,
+        _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_sub_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
     };
 
     use super::{KvView, TILE_LANES, TILE_ROWS, TILE_TOKENS};
@@ -768,6 +769,34 @@ mod avx512 {
         _mm512_scalef_ps(p, n)
     }
 
+    /// Lane `j` of the result is the sum of the lanes of `a[j]`: sixteen horizontal sums in 45
+    /// shuffles and adds (pairs within 128-bit lanes, then across them).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn hsum16(a: &[__m512; 16]) -> __m512 {
+        // Per 128-bit lane: [x0+x2, y0+y2, x1+x3, y1+y3] for the pair (x, y) = (a[2k], a[2k+1]).
+        let b: [__m512; 8] = std::array::from_fn(|k| {
+            let (x, y) = (a[2 * k], a[2 * k + 1]);
+            _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y))
+        });
+        // Per 128-bit lane: the partial sums of a[4m], a[4m+1], a[4m+2], a[4m+3].
+        let c: [__m512; 4] = std::array::from_fn(|m| {
+            let (p, q) = (b[2 * m], b[2 * m + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(p, q),
+                _mm512_shuffle_ps::<0xEE>(p, q),
+            )
+        });
+        // Then the 128-bit lanes summed: halves, then wholes, ending in a[0..16] order.
+        let fold = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(x, y),
+                _mm512_shuffle_f32x4::<0xDD>(x, y),
+            )
+        };
+        fold(fold(c[0], c[1]), fold(c[2], c[3]))
+    }
+
     /// Attention of one head of `C × 16` floats (see [`super::Kernels::attend_head`]), with the
     /// query and the output held in registers.
     ///
@@ -793,8 +822,26 @@ mod avx512 {
             // SAFETY: `q` holds `C × 16` floats.
             *v = unsafe { _mm512_loadu_ps(q.as_ptr().add(i * 16)) };
         }
-        let mut max = f32::NEG_INFINITY;
-        for (p, sc) in scores[..span].iter_mut().enumerate() {
+        // Scores of 16 positions at a time: 16 running dot products, summed across lanes
+        // together by `hsum16` (no horizontal sum per position).
+        let mut maxv = _mm512_set1_ps(f32::NEG_INFINITY);
+        let whole = span / 16 * 16;
+        for p0 in (0..whole).step_by(16) {
+            let mut acc = [_mm512_setzero_ps(); 16];
+            for (j, a) in acc.iter_mut().enumerate() {
+                let kp = keys[(p0 + j) * stride..].as_ptr();
+                for (i, v) in qv.iter().enumerate() {
+                    // SAFETY: position `p0 + j < span` has `C × 16` floats at its offset.
+                    *a = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, *a);
+                }
+            }
+            let sv = _mm512_mul_ps(hsum16(&acc), _mm512_set1_ps(scale));
+            maxv = _mm512_max_ps(maxv, sv);
+            // SAFETY: `scores` holds `span ≥ p0 + 16` floats.
+            unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(p0), sv) };
+        }
+        let mut max = _mm512_reduce_max_ps(maxv);
+        for (p, sc) in scores[..span].iter_mut().enumerate().skip(whole) {
             let kp = keys[p * stride..].as_ptr();
             let mut acc = _mm512_setzero_ps();
             for (i, v) in qv.iter().enumerate() {
