@@ -10,7 +10,6 @@
 use std::time::Instant;
 
 use hearth_gguf::GgufFile;
-use hearth_models::kernels::interleaved;
 use hearth_models::{BatchEntry, KvCache, Llama, ThreadPool};
 
 fn prompt(i: usize, len: usize, vocab: usize) -> Vec<u32> {
@@ -79,7 +78,7 @@ fn main() {
             let mut prefill = [Vec::new(), Vec::new()];
             for _ in 0..3 {
                 for (mode, times) in prefill.iter_mut().enumerate() {
-                    interleaved::set_in_use(mode == 0);
+                    model.set_integer_kernels(mode == 0);
                     prefill_once(&model, &pool, &mut fresh(), &prompts, times);
                 }
             }
@@ -93,7 +92,7 @@ fn main() {
                     }
                 }
                 for (mode, times) in decode.iter_mut().enumerate().take(modes) {
-                    interleaved::set_in_use(mode == 0);
+                    model.set_integer_kernels(mode == 0);
                     let toks: Vec<Vec<u32>> = (0..n)
                         .map(|i| vec![((i * 31 + r * 17) % vocab) as u32])
                         .collect();

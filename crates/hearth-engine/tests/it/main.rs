@@ -174,12 +174,20 @@ fn greedy_matches_reference_alone_and_together() {
 }
 
 /// With `top_logprobs: Some(5)`, each greedy step reports the reference's top five ids and
-/// log-probabilities (float64 reference, within 1e-3) before the first near-tie; the chosen
-/// token's log-probability is the first alternative's.
+/// log-probabilities (float64 reference) before the first near-tie; the chosen token's
+/// log-probability is the first alternative's. Each within 1e-3 (mean 1e-4) with float
+/// activations; where prompts take the 16-bit integer kernels, within 0.02 (mean 2e-3; the
+/// golden set measures a mean of 9e-4 there).
 #[test]
 fn logprobs_match_the_reference() {
     let Some(e) = engine(0) else { return };
     let rows = golden_rows("smollm2-135m/greedy.jsonl");
+    let (bound, mean_bound) = if hearth_models::kernels::interleaved::enabled() {
+        (0.02, 2e-3)
+    } else {
+        (1e-3, 1e-4)
+    };
+    let (mut sum, mut count) = (0f64, 0usize);
     let mut steps_checked = 0;
     for row in &rows {
         let req = GenerateRequest {
@@ -208,17 +216,29 @@ fn logprobs_match_the_reference() {
                 row["prompt"]
             );
             assert_eq!(lp.top.len(), want.len(), "{ctx}");
-            for (&(id, l), &(want_id, want_l)) in lp.top.iter().zip(&want) {
-                assert_eq!(id, want_id, "{ctx}");
-                assert!((f64::from(l) - want_l).abs() < 1e-3, "{ctx}");
+            assert_eq!(lp.top[0].0, want[0].0, "{ctx}");
+            // Alternatives closer than the bound may swap places, or swap in at the end.
+            let last = want.last().map_or(f64::NEG_INFINITY, |w| w.1);
+            for &(id, l) in &lp.top {
+                match want.iter().find(|w| w.0 == id) {
+                    Some(&(_, want_l)) => {
+                        let d = (f64::from(l) - want_l).abs();
+                        assert!(d < bound, "{ctx}");
+                        sum += d;
+                        count += 1;
+                    }
+                    None => assert!(f64::from(l) < last + bound, "{ctx}"),
+                }
             }
             let chosen = step["logprob"].as_f64().unwrap();
-            assert!((f64::from(lp.logprob) - chosen).abs() < 1e-3, "{ctx}");
+            assert!((f64::from(lp.logprob) - chosen).abs() < bound, "{ctx}");
             assert_eq!(lp.logprob, lp.top[0].1, "{ctx}");
             steps_checked += 1;
         }
     }
     assert!(steps_checked > 20, "only {steps_checked} steps compared");
+    let mean = sum / count as f64;
+    assert!(mean < mean_bound, "mean |Δ logprob| {mean} over {count}");
     // Off by default: no entries.
     let row = &rows[0];
     assert!(

@@ -18,7 +18,6 @@
 //! the same order, as [`group_scalar`], the portable reference the tests hold it to bit for bit.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use hearth_gguf::GgmlType;
 use rayon::prelude::*;
@@ -51,18 +50,6 @@ fn quants_at(ty: GgmlType) -> usize {
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| super::simd::Kernels::get().isa == super::simd::Isa::Avx512 && detect_vnni())
-}
-
-static IN_USE: AtomicBool = AtomicBool::new(true);
-
-/// Whether products of a few tokens use the interleaved rows (when loaded). On by default;
-/// benchmarks turn it off to compare with the float kernels in the same process.
-pub fn set_in_use(on: bool) {
-    IN_USE.store(on, Ordering::Relaxed);
-}
-
-pub fn in_use() -> bool {
-    IN_USE.load(Ordering::Relaxed)
 }
 
 fn detect_vnni() -> bool {

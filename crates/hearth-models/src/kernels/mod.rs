@@ -174,16 +174,14 @@ pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
 /// token beats running the fused row kernel per token (measured with SmolLM2 Q4_1 on AVX-512).
 const GEMM_MIN_TOKENS: usize = 16;
 
-/// As [`matmul`], but two or more tokens run through the integer kernel of [`interleaved`]
-/// where this CPU has it: activations quantized to 16 bits per block of 32; measured with
-/// SmolLM2 Q4_1 on 2 Zen 5 cores, 1.5× as fast as the float kernels for 2–8 tokens and 1.2× for
-/// hundreds, and about 300 times less exact (mean |Δ log-probability| against a float64
-/// reference: 7e-4 instead of 2e-6; llama.cpp's int8 path: 0.087).
+/// As [`matmul`], but through the integer kernel of [`interleaved`] where this CPU has it and
+/// the format allows: activations quantized to 16 bits per block of 32. Measured with SmolLM2
+/// Q4_1 on 2 Zen 5 cores: as fast as the float row kernel for one token (1.25× at one thread),
+/// 1.5–2× as fast as the float kernels for 2–8 tokens (batched decoding) and about 1.8× for a
+/// 128-token prompt (`hearth bench speed`); about 400 times less exact (mean |Δ log-probability|
+/// against a float64 reference: 9e-4 instead of 2e-6; llama.cpp's int8 path: 0.087).
 pub fn matmul_int(pool: &ThreadPool, w: &QMatrix, x: &[f32], n: usize, out: &mut [f32]) {
-    if n >= 2
-        && let Some(il) = &w.interleaved
-        && interleaved::in_use()
-    {
+    if let Some(il) = &w.interleaved {
         interleaved::matmul(pool, w.ty, il, w.rows, w.cols, x, n, out);
         return;
     }
