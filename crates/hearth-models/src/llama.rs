@@ -482,26 +482,29 @@ impl Llama {
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         let k = Kernels::get();
-        // A few chunks of (token, head) items per worker, not one task per head: a head over a
-        // short context is a microsecond of work, less than handing it to another thread.
-        let items = out.len() / hd.max(1);
+        // Items are (token, kv head): the query heads sharing a kv head are computed together,
+        // reading its cached keys and values once. A few chunks of items per worker, not one
+        // task each: an item over a short context is a microsecond of work, less than handing
+        // it to another thread.
+        let item = group * hd;
+        let items = out.len() / item.max(1);
         let per = items.div_ceil(pool.threads() * 8).max(1);
         pool.install(|| {
-            out.par_chunks_mut(hd * per)
+            out.par_chunks_mut(item * per)
                 .enumerate()
                 .for_each(|(ci, chunk)| {
                     let mut scores = Vec::new();
-                    for (j, o) in chunk.chunks_exact_mut(hd).enumerate() {
+                    for (j, o) in chunk.chunks_exact_mut(item).enumerate() {
                         let i = ci * per + j;
-                        let (t, head) = (i / c.n_head, i % c.n_head);
+                        let (t, kvh) = (i / c.n_head_kv, i % c.n_head_kv);
                         let (entry, pos) = token_pos[t];
                         let (keys, values) = views[entry];
-                        let kvh = head / group;
-                        let qv = &q[t * c.n_head * hd + head * hd..][..hd];
+                        let qg = &q[(t * c.n_head + kvh * group) * hd..][..item];
                         let span = pos + 1;
-                        scores.resize(span, 0.0);
-                        k.attend_head(
-                            qv,
+                        scores.resize(group * span, 0.0);
+                        k.attend_heads(
+                            qg,
+                            hd,
                             KvView {
                                 keys: &keys[kvh * hd..],
                                 values: &values[kvh * hd..],

@@ -81,35 +81,71 @@ impl Kernels {
         scores: &mut [f32],
         out: &mut [f32],
     ) {
+        self.attend_heads(q, q.len(), kv, span, scale, scores, out);
+    }
+
+    /// Attention of the query heads in `q` (`hd` floats each) that share the kv head of `kv`,
+    /// over `span` cached positions, into `out` (as long as `q`); `scores` is scratch of at
+    /// least `heads × span` floats. The heads are computed together, so the cache is read once
+    /// for all of them.
+    #[expect(clippy::too_many_arguments, reason = "attention's operands")]
+    #[inline]
+    pub fn attend_heads(
+        self,
+        q: &[f32],
+        hd: usize,
+        kv: KvView<'_>,
+        span: usize,
+        scale: f32,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
         let KvView {
             keys,
             values,
             stride,
         } = kv;
-        let hd = q.len();
+        let heads = if hd == 0 { 0 } else { q.len() / hd };
         let fits = span > 0
-            && out.len() == hd
-            && scores.len() >= span
+            && heads > 0
+            && q.len() == heads * hd
+            && out.len() == q.len()
+            && scores.len() >= heads * span
             && keys.len() >= (span - 1) * stride + hd
             && values.len() >= (span - 1) * stride + hd;
-        #[cfg(target_arch = "x86_64")]
-        if self.isa == Isa::Avx512 && fits && (hd == 64 || hd == 128) {
-            // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features;
-            // the lengths were checked above, as `avx512::attend_head` requires.
-            unsafe {
-                if hd == 64 {
-                    avx512::attend_head::<4>(q, kv, span, scale, scores, out);
-                } else {
-                    avx512::attend_head::<8>(q, kv, span, scale, scores, out);
-                }
-            }
-            return;
-        }
         if !fits {
             out.fill(f32::NAN);
             return;
         }
-        attend_head(self.isa, q, kv, span, scale, scores, out);
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 && (hd == 64 || hd == 128) {
+            // Groups of up to 4 heads of 64 or 2 of 128, so the outputs stay in registers.
+            let most = if hd == 64 { 4 } else { 2 };
+            let mut h0 = 0;
+            while h0 < heads {
+                let g = most.min(heads - h0);
+                let (qg, og) = (&q[h0 * hd..(h0 + g) * hd], &mut out[h0 * hd..(h0 + g) * hd]);
+                let sg = &mut scores[..g * span];
+                // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the
+                // features; `qg` and `og` hold `g` heads, `sg` `g × span` floats, and the cache
+                // lengths were checked above, as `avx512::attend_group` requires.
+                unsafe {
+                    match (hd, g) {
+                        (64, 1) => avx512::attend_group::<4, 1>(qg, kv, span, scale, sg, og),
+                        (64, 2) => avx512::attend_group::<4, 2>(qg, kv, span, scale, sg, og),
+                        (64, 3) => avx512::attend_group::<4, 3>(qg, kv, span, scale, sg, og),
+                        (64, _) => avx512::attend_group::<4, 4>(qg, kv, span, scale, sg, og),
+                        (_, 1) => avx512::attend_group::<8, 1>(qg, kv, span, scale, sg, og),
+                        _ => avx512::attend_group::<8, 2>(qg, kv, span, scale, sg, og),
+                    }
+                }
+                h0 += g;
+            }
+            return;
+        }
+        for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+            attend_head(self.isa, qh, kv, span, scale, &mut scores[..span], oh);
+        }
     }
 
     #[inline]
@@ -797,14 +833,16 @@ mod avx512 {
         fold(fold(c[0], c[1]), fold(c[2], c[3]))
     }
 
-    /// Attention of one head of `C × 16` floats (see [`super::Kernels::attend_head`]), with the
-    /// query and the output held in registers.
+    /// Attention of `G` query heads of `C × 16` floats that share one kv head (see
+    /// [`super::Kernels::attend_heads`]). Each block of 16 cached keys is scored for every head
+    /// while it sits in L1, and each cached value is read once for all heads, so the cache is
+    /// read from memory once per group instead of once per head.
     ///
     /// # Safety
-    /// AVX-512F and FMA are available; `q` and `out` hold `C × 16` floats, `scores` at least
-    /// `span ≥ 1`, `keys` and `values` at least `(span − 1) · stride + C × 16`.
+    /// AVX-512F and FMA are available; `q` and `out` hold `G × C × 16` floats, `scores` at least
+    /// `G × span` with `span ≥ 1`, `keys` and `values` at least `(span − 1) · stride + C × 16`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn attend_head<const C: usize>(
+    pub(super) unsafe fn attend_group<const C: usize, const G: usize>(
         q: &[f32],
         kv: KvView<'_>,
         span: usize,
@@ -817,69 +855,84 @@ mod avx512 {
             values,
             stride,
         } = kv;
-        let mut qv = [_mm512_setzero_ps(); C];
-        for (i, v) in qv.iter_mut().enumerate() {
-            // SAFETY: `q` holds `C × 16` floats.
-            *v = unsafe { _mm512_loadu_ps(q.as_ptr().add(i * 16)) };
-        }
+        let hd = C * 16;
+        let load_q = |g: usize| -> [__m512; C] {
+            std::array::from_fn(|i| {
+                // SAFETY: `q` holds `G × C × 16` floats and `g < G`.
+                unsafe { _mm512_loadu_ps(q.as_ptr().add(g * hd + i * 16)) }
+            })
+        };
         // Scores of 16 positions at a time: 16 running dot products, summed across lanes
         // together by `hsum16` (no horizontal sum per position).
-        let mut maxv = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut maxv = [_mm512_set1_ps(f32::NEG_INFINITY); G];
         let whole = span / 16 * 16;
         for p0 in (0..whole).step_by(16) {
-            let mut acc = [_mm512_setzero_ps(); 16];
-            for (j, a) in acc.iter_mut().enumerate() {
-                let kp = keys[(p0 + j) * stride..].as_ptr();
+            for (g, mv) in maxv.iter_mut().enumerate() {
+                let qv = load_q(g);
+                let mut acc = [_mm512_setzero_ps(); 16];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let kp = keys[(p0 + j) * stride..].as_ptr();
+                    for (i, v) in qv.iter().enumerate() {
+                        // SAFETY: position `p0 + j < span` has `C × 16` floats at its offset.
+                        *a = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, *a);
+                    }
+                }
+                let sv = _mm512_mul_ps(hsum16(&acc), _mm512_set1_ps(scale));
+                *mv = _mm512_max_ps(*mv, sv);
+                // SAFETY: `scores` holds `G × span` floats and `p0 + 16 ≤ span`.
+                unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(g * span + p0), sv) };
+            }
+        }
+        let mut inv = [0f32; G];
+        for (g, mv) in maxv.iter().enumerate() {
+            let qv = load_q(g);
+            let sg = &mut scores[g * span..(g + 1) * span];
+            let mut max = _mm512_reduce_max_ps(*mv);
+            for (p, sc) in sg.iter_mut().enumerate().skip(whole) {
+                let kp = keys[p * stride..].as_ptr();
+                let mut acc = _mm512_setzero_ps();
                 for (i, v) in qv.iter().enumerate() {
-                    // SAFETY: position `p0 + j < span` has `C × 16` floats at its offset.
-                    *a = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, *a);
+                    // SAFETY: position `p < span` has `C × 16` floats at `p · stride`.
+                    acc = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, acc);
+                }
+                *sc = _mm512_reduce_add_ps(acc) * scale;
+                max = max.max(*sc);
+            }
+            let mut sum = 0.0;
+            let mut chunks = sg.chunks_exact_mut(16);
+            let (maxb, mut sumv) = (_mm512_set1_ps(max), _mm512_setzero_ps());
+            for ch in &mut chunks {
+                // SAFETY: `ch` holds 16 floats.
+                unsafe {
+                    let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(ch.as_ptr()), maxb));
+                    _mm512_storeu_ps(ch.as_mut_ptr(), e);
+                    sumv = _mm512_add_ps(sumv, e);
                 }
             }
-            let sv = _mm512_mul_ps(hsum16(&acc), _mm512_set1_ps(scale));
-            maxv = _mm512_max_ps(maxv, sv);
-            // SAFETY: `scores` holds `span ≥ p0 + 16` floats.
-            unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(p0), sv) };
-        }
-        let mut max = _mm512_reduce_max_ps(maxv);
-        for (p, sc) in scores[..span].iter_mut().enumerate().skip(whole) {
-            let kp = keys[p * stride..].as_ptr();
-            let mut acc = _mm512_setzero_ps();
-            for (i, v) in qv.iter().enumerate() {
-                // SAFETY: position `p < span` has `C × 16` floats at `p · stride` in `keys`.
-                acc = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, acc);
+            for sc in chunks.into_remainder() {
+                *sc = (*sc - max).exp();
+                sum += *sc;
             }
-            *sc = _mm512_reduce_add_ps(acc) * scale;
-            max = max.max(*sc);
+            sum += _mm512_reduce_add_ps(sumv);
+            inv[g] = 1.0 / sum;
         }
-        let mut sum = 0.0;
-        let mut chunks = scores[..span].chunks_exact_mut(16);
-        let (maxv, mut sumv) = (_mm512_set1_ps(max), _mm512_setzero_ps());
-        for ch in &mut chunks {
-            // SAFETY: `ch` holds 16 floats.
-            unsafe {
-                let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(ch.as_ptr()), maxv));
-                _mm512_storeu_ps(ch.as_mut_ptr(), e);
-                sumv = _mm512_add_ps(sumv, e);
-            }
-        }
-        for sc in chunks.into_remainder() {
-            *sc = (*sc - max).exp();
-            sum += *sc;
-        }
-        sum += _mm512_reduce_add_ps(sumv);
-        let inv = 1.0 / sum;
-        let mut o = [_mm512_setzero_ps(); C];
-        for (p, &sc) in scores[..span].iter().enumerate() {
+        let mut o = [[_mm512_setzero_ps(); C]; G];
+        for p in 0..span {
             let vp = values[p * stride..].as_ptr();
-            let w = _mm512_set1_ps(sc * inv);
-            for (i, a) in o.iter_mut().enumerate() {
-                // SAFETY: as for the keys.
-                *a = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(vp.add(i * 16)) }, *a);
+            // SAFETY: as for the keys.
+            let vv: [__m512; C] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(vp.add(i * 16)) });
+            for (g, og) in o.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(scores[g * span + p] * inv[g]);
+                for (a, v) in og.iter_mut().zip(&vv) {
+                    *a = _mm512_fmadd_ps(w, *v, *a);
+                }
             }
         }
-        for (i, a) in o.iter().enumerate() {
-            // SAFETY: `out` holds `C × 16` floats.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(i * 16), *a) };
+        for (g, og) in o.iter().enumerate() {
+            for (i, a) in og.iter().enumerate() {
+                // SAFETY: `out` holds `G × C × 16` floats.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(g * hd + i * 16), *a) };
+            }
         }
     }
 
