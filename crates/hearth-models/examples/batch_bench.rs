@@ -49,7 +49,9 @@ fn main() {
     });
     let rounds: usize = args.next().map_or(20, |s| s.parse().unwrap());
     let t = Instant::now();
-    let model = Llama::load(&GgufFile::open(std::path::Path::new(&path)).unwrap()).unwrap();
+    let model =
+        Llama::load_with_float_kernels(&GgufFile::open(std::path::Path::new(&path)).unwrap())
+            .unwrap();
     println!(
         "load: {:.0} ms, {:.1} MB of weights",
         t.elapsed().as_secs_f64() * 1e3,

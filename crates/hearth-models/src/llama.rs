@@ -210,28 +210,48 @@ fn vector(g: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> 
 
 impl Llama {
     /// Load weights from a validated GGUF file. The weights are copied out of the file, so the
-    /// file may be dropped afterwards.
+    /// file may be dropped afterwards. Where the CPU has the integer kernels, weights they can
+    /// multiply are held only in their layout (once, not twice).
     pub fn load(g: &GgufFile) -> Result<Self, ModelError> {
+        Self::load_keeping(g, false)
+    }
+
+    /// [`Llama::load`], also keeping every weight in the layout of the float kernels, so
+    /// [`Llama::set_integer_kernels`] can switch between the two (tests and benchmarks).
+    pub fn load_with_float_kernels(g: &GgufFile) -> Result<Self, ModelError> {
+        Self::load_keeping(g, true)
+    }
+
+    fn load_keeping(g: &GgufFile, float_rows: bool) -> Result<Self, ModelError> {
+        // Each matrix drops its float rows as soon as it is built, so loading never holds two
+        // copies of the whole model.
+        let matrix = |name: &str, rows: usize, cols: usize| {
+            let mut m = matrix(g, name, rows, cols)?;
+            if !float_rows {
+                m.drop_float_rows();
+            }
+            Ok::<_, ModelError>(m)
+        };
         let c = LlamaConfig::from_gguf(g)?;
         let layers = (0..c.n_layers)
             .map(|i| {
                 let p = |s: &str| format!("blk.{i}.{s}.weight");
                 Ok(Layer {
                     attn_norm: vector(g, &p("attn_norm"), c.n_embd)?,
-                    wq: matrix(g, &p("attn_q"), c.n_head * c.head_dim, c.n_embd)?,
-                    wk: matrix(g, &p("attn_k"), c.kv_dim(), c.n_embd)?,
-                    wv: matrix(g, &p("attn_v"), c.kv_dim(), c.n_embd)?,
-                    wo: matrix(g, &p("attn_output"), c.n_embd, c.n_head * c.head_dim)?,
+                    wq: matrix(&p("attn_q"), c.n_head * c.head_dim, c.n_embd)?,
+                    wk: matrix(&p("attn_k"), c.kv_dim(), c.n_embd)?,
+                    wv: matrix(&p("attn_v"), c.kv_dim(), c.n_embd)?,
+                    wo: matrix(&p("attn_output"), c.n_embd, c.n_head * c.head_dim)?,
                     ffn_norm: vector(g, &p("ffn_norm"), c.n_embd)?,
-                    w_gate: matrix(g, &p("ffn_gate"), c.n_ff, c.n_embd)?,
-                    w_up: matrix(g, &p("ffn_up"), c.n_ff, c.n_embd)?,
-                    w_down: matrix(g, &p("ffn_down"), c.n_embd, c.n_ff)?,
+                    w_gate: matrix(&p("ffn_gate"), c.n_ff, c.n_embd)?,
+                    w_up: matrix(&p("ffn_up"), c.n_ff, c.n_embd)?,
+                    w_down: matrix(&p("ffn_down"), c.n_embd, c.n_ff)?,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let tok_embd = matrix(g, "token_embd.weight", c.vocab_size, c.n_embd)?;
+        let tok_embd = matrix("token_embd.weight", c.vocab_size, c.n_embd)?;
         let output = match g.tensor("output.weight") {
-            Some(_) => Some(matrix(g, "output.weight", c.vocab_size, c.n_embd)?),
+            Some(_) => Some(matrix("output.weight", c.vocab_size, c.n_embd)?),
             None => None,
         };
         let mut inv_freq: Vec<f32> = (0..c.rope_dim / 2)
@@ -259,7 +279,8 @@ impl Llama {
     /// about twice as fast as float for prompts and batched decoding and 1.25× for one stream's
     /// decoding at one thread; mean |Δ log-probability| against a float64 reference 9e-4 instead
     /// of 2e-6; and a sequence's logits are the same bits whether it runs alone or batched. Off,
-    /// every pass keeps float activations (for accuracy tests and benchmarks comparing the two).
+    /// every pass keeps float activations (for accuracy tests and benchmarks comparing the two;
+    /// only a model from [`Llama::load_with_float_kernels`] has the float layout for all weights).
     pub fn set_integer_kernels(&self, on: bool) {
         self.integer.store(on, std::sync::atomic::Ordering::Relaxed);
     }

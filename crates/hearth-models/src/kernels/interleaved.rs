@@ -125,6 +125,43 @@ pub fn interleave(ty: GgmlType, packed: &[u8], rows: usize, cols: usize) -> Opti
     Some(out)
 }
 
+/// Dequantize row `i` (0..[`GROUP`]) of the group whose records are `recs` into `out` (a
+/// multiple of 32 floats, one block per record): the inverse of [`interleave`] for one row.
+pub fn dequantize_row(ty: GgmlType, recs: &[u8], i: usize, out: &mut [f32]) {
+    let (Some(rec), true) = (record_bytes(ty), i < GROUP) else {
+        out.fill(f32::NAN);
+        return;
+    };
+    let qa = quants_at(ty);
+    let (per_reg, bits) = match ty {
+        GgmlType::Q8_0 => (2, 8),
+        _ => (4, 4),
+    };
+    let f32_at = |b: &[u8], at: usize| f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    for (r, y) in recs.chunks_exact(rec).zip(out.chunks_exact_mut(32)) {
+        let d = f32_at(r, 4 * i);
+        let m = match ty {
+            GgmlType::Q4_1 => f32_at(r, 4 * GROUP + 4 * i),
+            GgmlType::Q4_0 => -8.0 * d,
+            _ => 0.0,
+        };
+        for (k, pair) in y.chunks_exact_mut(2).enumerate() {
+            let (reg, s) = (k / per_reg, k % per_reg);
+            for (j, v) in pair.iter_mut().enumerate() {
+                let at = qa + reg * 64 + (2 * i + j) * 2;
+                let raw =
+                    (u16::from_le_bytes([r[at], r[at + 1]]) >> (bits * s)) & ((1 << bits) - 1);
+                let q = if bits == 8 {
+                    f32::from(raw as u8 as i8)
+                } else {
+                    f32::from(raw)
+                };
+                *v = q.mul_add(d, m);
+            }
+        }
+    }
+}
+
 /// Activations of `n` tokens quantized per block of 32 columns.
 #[derive(Debug, Clone, Default)]
 pub struct QuantizedActs {

@@ -108,7 +108,7 @@ impl QMatrix {
         }
     }
 
-    pub fn row(&self, r: usize) -> &[u8] {
+    fn row(&self, r: usize) -> &[u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
@@ -116,8 +116,34 @@ impl QMatrix {
         self.data.len() + self.interleaved.as_ref().map_or(0, Vec::len)
     }
 
+    /// Keep only the interleaved rows, when there are any: every product then takes the
+    /// integer kernel, and the matrix holds its weights once instead of twice.
+    pub fn drop_float_rows(&mut self) {
+        if self.interleaved.is_some() {
+            self.data = Vec::new();
+        }
+    }
+
+    /// The interleaved rows, when this matrix holds no others (see [`QMatrix::drop_float_rows`]).
+    fn interleaved_only(&self) -> Option<&[u8]> {
+        self.interleaved
+            .as_deref()
+            .filter(|_| self.data.is_empty() && self.rows > 0)
+    }
+
     /// Dequantize row `r` into `out` (`cols` elements).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        if let Some(il) = self.interleaved_only() {
+            let group_bytes = self.cols / 32 * interleaved::record_bytes(self.ty).unwrap_or(0);
+            let g = r / interleaved::GROUP;
+            match il.get(g * group_bytes..(g + 1) * group_bytes) {
+                Some(recs) => {
+                    interleaved::dequantize_row(self.ty, recs, r % interleaved::GROUP, out);
+                }
+                None => out.fill(f32::NAN),
+            }
+            return;
+        }
         dequantize_row(self.ty, self.row(r), out);
     }
 }
@@ -191,6 +217,11 @@ pub fn matmul_int(pool: &ThreadPool, w: &QMatrix, x: &[f32], n: usize, out: &mut
 /// `out[t][r] = Σ_c w[r][c] · x[t][c]` for `t` in `0..n` tokens: `x` is `n × cols`, `out` is
 /// `n × rows`, activations in float. Rows are split across the pool's workers.
 pub fn matmul(pool: &ThreadPool, w: &QMatrix, x: &[f32], n: usize, out: &mut [f32]) {
+    if let Some(il) = w.interleaved_only() {
+        // The float rows were dropped: the integer kernel is the only one left.
+        interleaved::matmul(pool, w.ty, il, w.rows, w.cols, x, n, out);
+        return;
+    }
     debug_assert_eq!(x.len(), n * w.cols);
     debug_assert_eq!(out.len(), n * w.rows);
     let k = simd::Kernels::get();

@@ -105,7 +105,7 @@ impl Kernels {
             values,
             stride,
         } = kv;
-        let heads = if hd == 0 { 0 } else { q.len() / hd };
+        let heads = q.len().checked_div(hd).unwrap_or(0);
         let fits = span > 0
             && heads > 0
             && q.len() == heads * hd
@@ -920,7 +920,8 @@ mod avx512 {
         for p in 0..span {
             let vp = values[p * stride..].as_ptr();
             // SAFETY: as for the keys.
-            let vv: [__m512; C] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(vp.add(i * 16)) });
+            let vv: [__m512; C] =
+                std::array::from_fn(|i| unsafe { _mm512_loadu_ps(vp.add(i * 16)) });
             for (g, og) in o.iter_mut().enumerate() {
                 let w = _mm512_set1_ps(scores[g * span + p] * inv[g]);
                 for (a, v) in og.iter_mut().zip(&vv) {

@@ -466,3 +466,45 @@ proptest! {
         }
     }
 }
+
+/// A row read back from the interleaved layout is the reference dequantization of the original
+/// ggml row (hearth-gguf's), for every format and a partial last group; and a matrix holding
+/// only its interleaved rows gives the same rows and the same products as one holding both.
+#[test]
+fn interleaved_rows_read_back_and_multiply_alone() {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        let (rows, blocks) = (21, 3);
+        let cols = blocks * 32;
+        let (il, deq, _) = interleaved_rows(ty, rows, blocks, 7);
+        let rec = interleaved::record_bytes(ty).unwrap();
+        for r in 0..rows {
+            let g = r / interleaved::GROUP;
+            let recs = &il[g * blocks * rec..(g + 1) * blocks * rec];
+            let mut out = vec![f32::NAN; cols];
+            interleaved::dequantize_row(ty, recs, r % interleaved::GROUP, &mut out);
+            assert_eq!(out, deq[r * cols..(r + 1) * cols], "{ty} row {r}");
+        }
+        if !interleaved::enabled() {
+            continue;
+        }
+        let (ggml, _) = random_rows(ty, rows, blocks, 7);
+        let both = QMatrix::new(ty, rows, cols, &ggml).unwrap();
+        let mut alone = both.clone();
+        alone.drop_float_rows();
+        assert!(alone.size_bytes() < both.size_bytes());
+        let pool = ThreadPool::new(2).unwrap();
+        for r in [0, 16, 20] {
+            let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
+            both.dequantize_row(r, &mut a);
+            alone.dequantize_row(r, &mut b);
+            assert_eq!(a, b, "{ty} row {r}");
+        }
+        for n in [1, 3, 9] {
+            let x = tokens(n, cols, 5);
+            let (mut a, mut b) = (vec![0f32; n * rows], vec![f32::NAN; n * rows]);
+            matmul_int(&pool, &both, &x, n, &mut a);
+            matmul(&pool, &alone, &x, n, &mut b);
+            assert_eq!(a, b, "{ty} n {n}");
+        }
+    }
+}

@@ -89,7 +89,7 @@ impl Agreement {
 fn teacher_forced_logprobs_match_reference() {
     let Some(path) = test_model() else { return };
     let file = GgufFile::open(&path).unwrap();
-    let model = Llama::load(&file).unwrap();
+    let model = Llama::load_with_float_kernels(&file).unwrap();
     let pool = ThreadPool::new(0).unwrap();
     let vocab = model.config.vocab_size;
     for (integer, what) in [
@@ -171,7 +171,7 @@ fn batched_decoding_logprobs_match_reference() {
 #[test]
 fn incremental_decoding_matches_batch() {
     let Some(path) = test_model() else { return };
-    let model = Llama::load(&GgufFile::open(&path).unwrap()).unwrap();
+    let model = Llama::load_with_float_kernels(&GgufFile::open(&path).unwrap()).unwrap();
     let pool = ThreadPool::new(2).unwrap();
     let tokens = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646];
     let integer_bound = if hearth_models::kernels::interleaved::enabled() {
