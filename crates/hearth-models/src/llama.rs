@@ -208,6 +208,9 @@ fn vector(g: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> 
     Ok(dequantize_to_vec(info.ggml_type, data)?)
 }
 
+/// Positions of the cache one attention work item covers at least (longer caches are split).
+const ATTENTION_PART: usize = 512;
+
 impl Llama {
     /// Load weights from a validated GGUF file. The weights are copied out of the file, so the
     /// file may be dropped afterwards. Where the CPU has the integer kernels, weights they can
@@ -503,41 +506,73 @@ impl Llama {
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (hd as f32).sqrt();
         let k = Kernels::get();
-        // Items are (token, kv head): the query heads sharing a kv head are computed together,
-        // reading its cached keys and values once. A few chunks of items per worker, not one
-        // task each: an item over a short context is a microsecond of work, less than handing
-        // it to another thread.
+        // Work items are (token, kv head, part of the cache): the query heads sharing a kv head
+        // are computed together, reading its cached keys and values once; a long cache is split
+        // into parts of at least `ATTENTION_PART` positions, computed in parallel and merged, so
+        // decoding one sequence over a long context keeps every worker busy. The split depends
+        // only on the token's own position, so a sequence's results do not depend on the batch.
         let item = group * hd;
-        let items = out.len() / item.max(1);
-        let per = items.div_ceil(pool.threads() * 8).max(1);
+        let parts_of = |span: usize| (span / ATTENTION_PART).clamp(1, 8);
+        let mut work = Vec::new();
+        for (t, &(_, pos)) in token_pos.iter().enumerate() {
+            let parts = parts_of(pos + 1);
+            for kvh in 0..c.n_head_kv {
+                for part in 0..parts {
+                    work.push((t, kvh, part, parts));
+                }
+            }
+        }
+        let mut partial = vec![0f32; work.len() * item];
+        let mut stats = vec![(0f32, 0f32); work.len() * group];
+        // A few chunks of items per worker, not one task each: an item over a short context is
+        // a microsecond of work, less than handing it to another thread.
+        let per = work.len().div_ceil(pool.threads() * 8).max(1);
         pool.install(|| {
-            out.par_chunks_mut(item * per)
+            partial
+                .par_chunks_mut(item * per)
+                .zip(stats.par_chunks_mut(group * per))
                 .enumerate()
-                .for_each(|(ci, chunk)| {
+                .for_each(|(ci, (chunk, st))| {
                     let mut scores = Vec::new();
-                    for (j, o) in chunk.chunks_exact_mut(item).enumerate() {
-                        let i = ci * per + j;
-                        let (t, kvh) = (i / c.n_head_kv, i % c.n_head_kv);
+                    for (j, (o, s)) in chunk
+                        .chunks_exact_mut(item)
+                        .zip(st.chunks_exact_mut(group))
+                        .enumerate()
+                    {
+                        let (t, kvh, part, parts) = work[ci * per + j];
                         let (entry, pos) = token_pos[t];
                         let (keys, values) = views[entry];
-                        let qg = &q[(t * c.n_head + kvh * group) * hd..][..item];
                         let span = pos + 1;
-                        scores.resize(group * span, 0.0);
+                        let (p0, p1) = (span * part / parts, span * (part + 1) / parts);
+                        let qg = &q[(t * c.n_head + kvh * group) * hd..][..item];
+                        scores.resize(group * (p1 - p0), 0.0);
                         k.attend_heads(
                             qg,
                             hd,
                             KvView {
-                                keys: &keys[kvh * hd..],
-                                values: &values[kvh * hd..],
+                                keys: &keys[p0 * kv_dim + kvh * hd..],
+                                values: &values[p0 * kv_dim + kvh * hd..],
                                 stride: kv_dim,
                             },
-                            span,
+                            p1 - p0,
                             scale,
                             &mut scores,
                             o,
+                            s,
                         );
                     }
                 });
         });
+        let mut at = 0;
+        for o in out.chunks_exact_mut(item) {
+            let parts = work[at].3;
+            kernels::merge_attention(
+                &partial[at * item..(at + parts) * item],
+                &stats[at * group..(at + parts) * group],
+                hd,
+                o,
+            );
+            at += parts;
+        }
     }
 }

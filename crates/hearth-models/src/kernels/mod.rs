@@ -334,6 +334,37 @@ pub fn rope_rotate(x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
     simd::Kernels::get().rope_rotate(x, head_dim, angles);
 }
 
+/// Merge attention computed over consecutive parts of a cache: `partial` holds each part's
+/// outputs for a group of heads (`parts × heads × hd`), `stats` each part's `(largest score, sum
+/// of exponentials)` per head (`parts × heads`), as [`simd::Kernels::attend_heads`] returns
+/// them. Each part weighs `sum · e^(max − the largest max)`. One part is copied unchanged.
+pub fn merge_attention(partial: &[f32], stats: &[(f32, f32)], hd: usize, out: &mut [f32]) {
+    let heads = out.len().checked_div(hd).unwrap_or(0);
+    let parts = stats.len().checked_div(heads).unwrap_or(0);
+    if parts == 0 || partial.len() != parts * out.len() {
+        out.fill(f32::NAN);
+        return;
+    }
+    if parts == 1 {
+        out.copy_from_slice(partial);
+        return;
+    }
+    for (g, og) in out.chunks_exact_mut(hd).enumerate() {
+        let top = (0..parts)
+            .map(|j| stats[j * heads + g].0)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let weight = |j: usize| {
+            let (m, sum) = stats[j * heads + g];
+            sum * (m - top).exp()
+        };
+        let inv = 1.0 / (0..parts).map(weight).sum::<f32>();
+        og.fill(0.0);
+        for j in 0..parts {
+            axpy(og, weight(j) * inv, &partial[(j * heads + g) * hd..][..hd]);
+        }
+    }
+}
+
 /// In-place softmax.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);

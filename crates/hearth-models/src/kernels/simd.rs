@@ -81,13 +81,14 @@ impl Kernels {
         scores: &mut [f32],
         out: &mut [f32],
     ) {
-        self.attend_heads(q, q.len(), kv, span, scale, scores, out);
+        self.attend_heads(q, q.len(), kv, span, scale, scores, out, &mut []);
     }
 
     /// Attention of the query heads in `q` (`hd` floats each) that share the kv head of `kv`,
     /// over `span` cached positions, into `out` (as long as `q`); `scores` is scratch of at
     /// least `heads × span` floats. The heads are computed together, so the cache is read once
-    /// for all of them.
+    /// for all of them. Each head's largest score and sum of exponentials (relative to it) go
+    /// to `stats` (when it has room), to merge attention computed over parts of a long cache.
     #[expect(clippy::too_many_arguments, reason = "attention's operands")]
     #[inline]
     pub fn attend_heads(
@@ -99,6 +100,7 @@ impl Kernels {
         scale: f32,
         scores: &mut [f32],
         out: &mut [f32],
+        stats: &mut [(f32, f32)],
     ) {
         let KvView {
             keys,
@@ -126,25 +128,31 @@ impl Kernels {
                 let g = most.min(heads - h0);
                 let (qg, og) = (&q[h0 * hd..(h0 + g) * hd], &mut out[h0 * hd..(h0 + g) * hd]);
                 let sg = &mut scores[..g * span];
+                let st = stats
+                    .get_mut(h0..(h0 + g).min(stats.len()))
+                    .unwrap_or_default();
                 // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the
                 // features; `qg` and `og` hold `g` heads, `sg` `g × span` floats, and the cache
                 // lengths were checked above, as `avx512::attend_group` requires.
                 unsafe {
                     match (hd, g) {
-                        (64, 1) => avx512::attend_group::<4, 1>(qg, kv, span, scale, sg, og),
-                        (64, 2) => avx512::attend_group::<4, 2>(qg, kv, span, scale, sg, og),
-                        (64, 3) => avx512::attend_group::<4, 3>(qg, kv, span, scale, sg, og),
-                        (64, _) => avx512::attend_group::<4, 4>(qg, kv, span, scale, sg, og),
-                        (_, 1) => avx512::attend_group::<8, 1>(qg, kv, span, scale, sg, og),
-                        _ => avx512::attend_group::<8, 2>(qg, kv, span, scale, sg, og),
+                        (64, 1) => avx512::attend_group::<4, 1>(qg, kv, span, scale, sg, og, st),
+                        (64, 2) => avx512::attend_group::<4, 2>(qg, kv, span, scale, sg, og, st),
+                        (64, 3) => avx512::attend_group::<4, 3>(qg, kv, span, scale, sg, og, st),
+                        (64, _) => avx512::attend_group::<4, 4>(qg, kv, span, scale, sg, og, st),
+                        (_, 1) => avx512::attend_group::<8, 1>(qg, kv, span, scale, sg, og, st),
+                        _ => avx512::attend_group::<8, 2>(qg, kv, span, scale, sg, og, st),
                     }
                 }
                 h0 += g;
             }
             return;
         }
-        for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-            attend_head(self.isa, qh, kv, span, scale, &mut scores[..span], oh);
+        for (h, (qh, oh)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
+            let st = attend_head(self.isa, qh, kv, span, scale, &mut scores[..span], oh);
+            if let Some(s) = stats.get_mut(h) {
+                *s = st;
+            }
         }
     }
 
@@ -415,7 +423,8 @@ multiversion! {
 /// Causal attention of one query head `q` (`hd` floats) over `span` cached positions: position
 /// `p`'s key and value start at `p · stride` in `keys` and `values`. `scores` holds `span`
 /// floats of scratch; `out` (`hd` floats) receives the softmax-weighted sum of the values.
-fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) {
+/// Returns the largest score and the sum of the exponentials (relative to it).
+fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) -> (f32, f32) {
     let KvView { keys, values, stride } = kv;
     let hd = q.len();
     let scores = &mut scores[..span];
@@ -450,6 +459,7 @@ fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut 
             *o += w * v;
         }
     }
+    (max, sum)
 }}
 
 /// `e^x` from arithmetic alone (Cephes' `expf` polynomial, within 2 ulp of libm for
@@ -838,6 +848,8 @@ mod avx512 {
     /// while it sits in L1, and each cached value is read once for all heads, so the cache is
     /// read from memory once per group instead of once per head.
     ///
+    /// Head `g`'s largest score and sum of exponentials go to `stats[g]` (when it exists).
+    ///
     /// # Safety
     /// AVX-512F and FMA are available; `q` and `out` hold `G × C × 16` floats, `scores` at least
     /// `G × span` with `span ≥ 1`, `keys` and `values` at least `(span − 1) · stride + C × 16`.
@@ -849,6 +861,7 @@ mod avx512 {
         scale: f32,
         scores: &mut [f32],
         out: &mut [f32],
+        stats: &mut [(f32, f32)],
     ) {
         let KvView {
             keys,
@@ -915,6 +928,9 @@ mod avx512 {
             }
             sum += _mm512_reduce_add_ps(sumv);
             inv[g] = 1.0 / sum;
+            if let Some(st) = stats.get_mut(g) {
+                *st = (max, sum);
+            }
         }
         let mut o = [[_mm512_setzero_ps(); C]; G];
         for p in 0..span {

@@ -455,7 +455,7 @@ proptest! {
         for k in Kernels::available() {
             let mut scores = vec![0f32; heads * span];
             let mut together = vec![f32::NAN; heads * hd];
-            k.attend_heads(&q, hd, kv, span, 0.125, &mut scores, &mut together);
+            k.attend_heads(&q, hd, kv, span, 0.125, &mut scores, &mut together, &mut []);
             for h in 0..heads {
                 let mut one = vec![f32::NAN; hd];
                 k.attend_head(&q[h * hd..(h + 1) * hd], kv, span, 0.125, &mut scores, &mut one);
@@ -505,6 +505,38 @@ fn interleaved_rows_read_back_and_multiply_alone() {
             matmul_int(&pool, &both, &x, n, &mut a);
             matmul(&pool, &alone, &x, n, &mut b);
             assert_eq!(a, b, "{ty} n {n}");
+        }
+    }
+}
+
+proptest! {
+    /// Attention over a cache split into parts and merged equals attention over the whole.
+    #[test]
+    fn attention_parts_merge_to_the_whole(hd_i in 0usize..3, heads in 1usize..4, span in 2usize..300, parts in 2usize..6, seed in any::<u32>()) {
+        let hd = [64, 128, 40][hd_i];
+        let parts = parts.min(span);
+        let stride = hd;
+        let val = |i: usize, s: u32| ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 250.0 - 2.0;
+        let q: Vec<f32> = (0..heads * hd).map(|i| val(i, seed)).collect();
+        let keys: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 1)).collect();
+        let values: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 2)).collect();
+        for k in Kernels::available() {
+            let mut scores = vec![0f32; heads * span];
+            let mut whole = vec![f32::NAN; heads * hd];
+            let kv = simd::KvView { keys: &keys, values: &values, stride };
+            k.attend_heads(&q, hd, kv, span, 0.125, &mut scores, &mut whole, &mut []);
+            let mut partial = vec![f32::NAN; parts * heads * hd];
+            let mut stats = vec![(0f32, 0f32); parts * heads];
+            for j in 0..parts {
+                let (p0, p1) = (span * j / parts, span * (j + 1) / parts);
+                let kv = simd::KvView { keys: &keys[p0 * stride..], values: &values[p0 * stride..], stride };
+                k.attend_heads(&q, hd, kv, p1 - p0, 0.125, &mut scores, &mut partial[j * heads * hd..(j + 1) * heads * hd], &mut stats[j * heads..(j + 1) * heads]);
+            }
+            let mut merged = vec![f32::NAN; heads * hd];
+            merge_attention(&partial, &stats, hd, &mut merged);
+            for (a, b) in merged.iter().zip(&whole) {
+                prop_assert!((a - b).abs() <= 1e-5, "{:?} hd {hd} heads {heads} span {span} parts {parts}: {a} vs {b}", k.isa);
+            }
         }
     }
 }
