@@ -522,6 +522,19 @@ impl Llama {
                 }
             }
         }
+        // Run the items in order of kv head and cache region, so consecutive items (the tokens
+        // of a prompt) reuse the same keys and values from cache; `slot[i]` is where item `i`
+        // (in token order) lands.
+        let mut order: Vec<usize> = (0..work.len()).collect();
+        order.sort_by_key(|&i| {
+            let (t, kvh, part, parts) = work[i];
+            let p0 = (token_pos[t].1 + 1) * part / parts;
+            (kvh, p0 / ATTENTION_PART, t)
+        });
+        let mut slot = vec![0; work.len()];
+        for (at, &i) in order.iter().enumerate() {
+            slot[i] = at;
+        }
         let mut partial = vec![0f32; work.len() * item];
         let mut stats = vec![(0f32, 0f32); work.len() * group];
         // A few chunks of items per worker, not one task each: an item over a short context is
@@ -539,7 +552,7 @@ impl Llama {
                         .zip(st.chunks_exact_mut(group))
                         .enumerate()
                     {
-                        let (t, kvh, part, parts) = work[ci * per + j];
+                        let (t, kvh, part, parts) = work[order[ci * per + j]];
                         let (entry, pos) = token_pos[t];
                         let (keys, values) = views[entry];
                         let span = pos + 1;
@@ -563,15 +576,16 @@ impl Llama {
                     }
                 });
         });
-        let mut at = 0;
+        let (mut at, mut part_out, mut part_stats) = (0, Vec::new(), Vec::new());
         for o in out.chunks_exact_mut(item) {
             let parts = work[at].3;
-            kernels::merge_attention(
-                &partial[at * item..(at + parts) * item],
-                &stats[at * group..(at + parts) * group],
-                hd,
-                o,
-            );
+            part_out.clear();
+            part_stats.clear();
+            for &k in &slot[at..at + parts] {
+                part_out.extend_from_slice(&partial[k * item..(k + 1) * item]);
+                part_stats.extend_from_slice(&stats[k * group..(k + 1) * group]);
+            }
+            kernels::merge_attention(&part_out, &part_stats, hd, o);
             at += parts;
         }
     }
