@@ -87,41 +87,45 @@ pub fn interleave(ty: GgmlType, packed: &[u8], rows: usize, cols: usize) -> Opti
     let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
     let qa = quants_at(ty);
     let mut out = vec![0u8; groups * blocks * rec];
-    for g in 0..groups {
-        for b in 0..blocks {
-            let r_out = &mut out[(g * blocks + b) * rec..][..rec];
-            for i in 0..GROUP {
-                let r = g * GROUP + i;
-                if r >= rows {
-                    break;
-                }
-                let src = &packed[(r * blocks + b) * pb..][..pb];
-                for s in 0..scales {
-                    r_out[s * 4 * GROUP + 4 * i..][..4].copy_from_slice(&src[4 * s..4 * s + 4]);
-                }
-                let qs = &src[4 * scales..];
-                let q: [u16; 32] = std::array::from_fn(|e| quant(ty, qs, e) as u16);
-                // Lane (row i, column parity j) of 16 bits: for Q4, register m holds column
-                // pairs 4m..4m+4 as four nibbles; for Q8_0, register m holds pairs 2m, 2m+1 as
-                // two bytes.
-                let (per_reg, regs, bits) = match ty {
-                    GgmlType::Q8_0 => (2, 8, 8),
-                    _ => (4, 4, 4),
-                };
-                let mask = (1u16 << bits) - 1;
-                for m in 0..regs {
-                    for j in 0..2 {
-                        let mut lane: u16 = 0;
-                        for s in 0..per_reg {
-                            lane |= (q[2 * (per_reg * m + s) + j] & mask) << (bits * s);
+    // Groups are independent: built in parallel (loading a large model is otherwise seconds of
+    // one core's work).
+    out.par_chunks_mut(blocks * rec)
+        .enumerate()
+        .for_each(|(g, og)| {
+            for b in 0..blocks {
+                let r_out = &mut og[b * rec..][..rec];
+                for i in 0..GROUP {
+                    let r = g * GROUP + i;
+                    if r >= rows {
+                        break;
+                    }
+                    let src = &packed[(r * blocks + b) * pb..][..pb];
+                    for s in 0..scales {
+                        r_out[s * 4 * GROUP + 4 * i..][..4].copy_from_slice(&src[4 * s..4 * s + 4]);
+                    }
+                    let qs = &src[4 * scales..];
+                    let q: [u16; 32] = std::array::from_fn(|e| quant(ty, qs, e) as u16);
+                    // Lane (row i, column parity j) of 16 bits: for Q4, register m holds column
+                    // pairs 4m..4m+4 as four nibbles; for Q8_0, register m holds pairs 2m, 2m+1 as
+                    // two bytes.
+                    let (per_reg, regs, bits) = match ty {
+                        GgmlType::Q8_0 => (2, 8, 8),
+                        _ => (4, 4, 4),
+                    };
+                    let mask = (1u16 << bits) - 1;
+                    for m in 0..regs {
+                        for j in 0..2 {
+                            let mut lane: u16 = 0;
+                            for s in 0..per_reg {
+                                lane |= (q[2 * (per_reg * m + s) + j] & mask) << (bits * s);
+                            }
+                            let at = qa + m * 64 + (2 * i + j) * 2;
+                            r_out[at..at + 2].copy_from_slice(&lane.to_le_bytes());
                         }
-                        let at = qa + m * 64 + (2 * i + j) * 2;
-                        r_out[at..at + 2].copy_from_slice(&lane.to_le_bytes());
                     }
                 }
             }
-        }
-    }
+        });
     Some(out)
 }
 
