@@ -164,6 +164,25 @@ fn batched_decoding_logprobs_match_reference() {
     }
 }
 
+/// The largest |a − b| over two logit vectors.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// How far logits of one sequence may move with the split of a pass: not at all with the
+/// integer kernels (a token's arithmetic there is the same in any pass); with float activations,
+/// the kernels for one token and for many round differently.
+fn pass_bound() -> f32 {
+    if hearth_models::kernels::interleaved::enabled() {
+        0.0
+    } else {
+        1e-3
+    }
+}
+
 /// Running the prompt in one batch or token by token gives the same logits (the KV cache works):
 /// within 1e-3 with float activations (the kernels for one token and for many round
 /// differently); exactly with the 16-bit integer kernels, whose every token's arithmetic is the
@@ -174,12 +193,7 @@ fn incremental_decoding_matches_batch() {
     let model = Llama::load_with_float_kernels(&GgufFile::open(&path).unwrap()).unwrap();
     let pool = ThreadPool::new(2).unwrap();
     let tokens = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646];
-    let integer_bound = if hearth_models::kernels::interleaved::enabled() {
-        0.0
-    } else {
-        1e-3
-    };
-    for (integer, bound) in [(false, 1e-3), (true, integer_bound)] {
+    for (integer, bound) in [(false, 1e-3), (true, pass_bound())] {
         model.set_integer_kernels(integer);
         let mut batch_cache = KvCache::new(&model.config);
         let batch = model
@@ -189,12 +203,7 @@ fn incremental_decoding_matches_batch() {
         let vocab = model.config.vocab_size;
         for (i, &t) in tokens.iter().enumerate() {
             let step = model.forward(&pool, &[t], &mut cache, false).unwrap();
-            let want = &batch[i * vocab..(i + 1) * vocab];
-            let diff = step
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let diff = max_diff(&step, &batch[i * vocab..(i + 1) * vocab]);
             assert!(
                 diff <= bound,
                 "integer kernels {integer}, position {i}: max logit difference {diff}"
@@ -240,18 +249,9 @@ fn batched_forward_matches_separate_passes() {
     let got = model.forward_batch(&pool, &mut batch).unwrap();
     assert_eq!(got[0].len(), 2 * vocab);
     assert_eq!(got[1].len(), vocab);
-    let bound = if hearth_models::kernels::interleaved::enabled() {
-        0.0
-    } else {
-        1e-3
-    };
     for (got, want) in [(&got[0], &want_a), (&got[1], &want_b)] {
-        let diff = got
-            .iter()
-            .zip(want.iter())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-        assert!(diff <= bound, "max logit difference {diff}");
+        let diff = max_diff(got, want);
+        assert!(diff <= pass_bound(), "max logit difference {diff}");
     }
     assert_eq!(ca2.len(), a.len());
     assert_eq!(cb2.len(), b.len());
@@ -275,21 +275,11 @@ fn long_context_attention_is_consistent() {
     model.forward(&pool, head, &mut one, false).unwrap();
     let mut stepwise = one.clone();
     let together = model.forward(&pool, tail, &mut one, true).unwrap();
-    let bound = if hearth_models::kernels::interleaved::enabled() {
-        0.0
-    } else {
-        1e-3
-    };
     for (i, &t) in tail.iter().enumerate() {
         let step = model.forward(&pool, &[t], &mut stepwise, false).unwrap();
-        let want = &together[i * vocab..(i + 1) * vocab];
-        let diff = step
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = max_diff(&step, &together[i * vocab..(i + 1) * vocab]);
         assert!(
-            diff <= bound,
+            diff <= pass_bound(),
             "position {}: max logit difference {diff}",
             1100 + i
         );
