@@ -205,7 +205,8 @@ const GEMM_MIN_TOKENS: usize = 16;
 /// Q4_1 on 2 Zen 5 cores: as fast as the float row kernel for one token (1.25× at one thread),
 /// 1.5–2× as fast as the float kernels for 2–8 tokens (batched decoding) and about 1.8× for a
 /// 128-token prompt (`hearth bench speed`); about 400 times less exact (mean |Δ log-probability|
-/// against a float64 reference: 9e-4 instead of 2e-6; llama.cpp's int8 path: 0.087).
+/// against a float64 reference with a float32 KV cache: 9e-4 instead of 2e-6; llama.cpp's int8
+/// path: 0.087).
 pub fn matmul_int(pool: &ThreadPool, w: &QMatrix, x: &[f32], n: usize, out: &mut [f32]) {
     if let Some(il) = &w.interleaved {
         interleaved::matmul(pool, w.ty, il, w.rows, w.cols, x, n, out);

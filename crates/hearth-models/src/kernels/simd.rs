@@ -13,6 +13,7 @@
 use std::sync::OnceLock;
 
 use hearth_gguf::GgmlType;
+use hearth_gguf::quants::{f16_to_f32, f32_to_f16};
 
 use super::packed_block_bytes;
 
@@ -24,11 +25,12 @@ pub enum Isa {
     Avx512,
 }
 
-/// Cached keys and values of one kv head: position `p`'s vectors start at `p · stride`.
+/// Cached keys and values of one kv head, as IEEE half floats (bits): position `p`'s vectors
+/// start at `p · stride`.
 #[derive(Debug, Clone, Copy)]
 pub struct KvView<'a> {
-    pub keys: &'a [f32],
-    pub values: &'a [f32],
+    pub keys: &'a [u16],
+    pub values: &'a [u16],
     pub stride: usize,
 }
 
@@ -189,6 +191,18 @@ impl Kernels {
         if head_dim >= 2 * angles.len() {
             rope_rotate(self.isa, x, head_dim, angles);
         }
+    }
+
+    /// Append `src` to `dst` as IEEE half floats (bits), rounded to nearest, ties to even.
+    #[inline]
+    pub fn to_half(self, src: &[f32], dst: &mut Vec<u16>) {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features.
+            unsafe { avx512::to_half(src, dst) };
+            return;
+        }
+        dst.extend(src.iter().map(|&v| f32_to_f16(v)));
     }
 
     /// The sum of `x` (in 16 running sums).
@@ -436,12 +450,12 @@ fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut 
         let mut cq = q.chunks_exact(16);
         for (a, b) in (&mut ck).zip(&mut cq) {
             for i in 0..16 {
-                acc[i] += a[i] * b[i];
+                acc[i] += f16_to_f32(a[i]) * b[i];
             }
         }
         let mut s = hsum(acc);
         for (a, b) in ck.remainder().iter().zip(cq.remainder()) {
-            s += a * b;
+            s += f16_to_f32(*a) * b;
         }
         *sc = s * scale;
         max = max.max(*sc);
@@ -456,7 +470,7 @@ fn attend_head(q: &[f32], kv: KvView<'_>, span: usize, scale: f32, scores: &mut 
     for (p, &sc) in scores.iter().enumerate() {
         let w = sc * inv;
         for (o, &v) in out.iter_mut().zip(&values[p * stride..p * stride + hd]) {
-            *o += w * v;
+            *o += w * f16_to_f32(v);
         }
     }
     (max, sum)
@@ -735,12 +749,14 @@ fn gemm_tile(isa: Isa, w: &[f32], cols: usize, x: &[f32], n: usize, out: &mut [f
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m128i, __m512, _MM_HINT_T0, _mm_and_si128, _mm_loadu_si128, _mm_prefetch, _mm_set1_epi8,
-        _mm_srli_epi16, _mm512_add_ps, _mm512_cvtepi8_epi32, _mm512_cvtepi32_ps,
-        _mm512_cvtepu8_epi32, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps, _mm512_max_ps,
-        _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_reduce_max_ps, _mm512_roundscale_ps,
-        _mm512_scalef_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4,
-        _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_sub_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+        __m128i, __m512, _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_and_si128, _mm_loadu_si128,
+        _mm_prefetch, _mm_set1_epi8, _mm_srli_epi16, _mm256_loadu_si256, _mm256_storeu_si256,
+        _mm512_add_ps, _mm512_cvtepi8_epi32, _mm512_cvtepi32_ps, _mm512_cvtepu8_epi32,
+        _mm512_cvtph_ps, _mm512_cvtps_ph, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_loadu_ps,
+        _mm512_max_ps, _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_reduce_max_ps,
+        _mm512_roundscale_ps, _mm512_scalef_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_sub_ps,
+        _mm512_unpackhi_ps, _mm512_unpacklo_ps,
     };
 
     use super::{KvView, TILE_LANES, TILE_ROWS, TILE_TOKENS};
@@ -843,6 +859,40 @@ mod avx512 {
         fold(fold(c[0], c[1]), fold(c[2], c[3]))
     }
 
+    /// 16 half floats at `p`, widened.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `p` points at 16 `u16`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_half(p: *const u16) -> __m512 {
+        // SAFETY: 32 bytes at `p` (the caller's contract), read unaligned.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+
+    /// The halves of `src` (rounded to nearest, ties to even) appended to `dst`.
+    ///
+    /// # Safety
+    /// AVX-512F is available.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn to_half(src: &[f32], dst: &mut Vec<u16>) {
+        let start = dst.len();
+        dst.resize(start + src.len(), 0);
+        let out = &mut dst[start..];
+        let mut chunks = src.chunks_exact(16);
+        for (c, o) in (&mut chunks).zip(out.chunks_exact_mut(16)) {
+            // SAFETY: `c` holds 16 floats and `o` 16 halves.
+            unsafe {
+                let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(c.as_ptr()));
+                _mm256_storeu_si256(o.as_mut_ptr().cast(), h);
+            }
+        }
+        let done = src.len() / 16 * 16;
+        for (o, &v) in out[done..].iter_mut().zip(chunks.remainder()) {
+            *o = super::f32_to_f16(v);
+        }
+    }
+
     /// Attention of `G` query heads of `C × 16` floats that share one kv head (see
     /// [`super::Kernels::attend_heads`]). Each block of 16 cached keys is scored for every head
     /// while it sits in L1, and each cached value is read once for all heads, so the cache is
@@ -886,8 +936,8 @@ mod avx512 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     let kp = keys[(p0 + j) * stride..].as_ptr();
                     for (i, v) in qv.iter().enumerate() {
-                        // SAFETY: position `p0 + j < span` has `C × 16` floats at its offset.
-                        *a = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, *a);
+                        // SAFETY: position `p0 + j < span` has `C × 16` halves at its offset.
+                        *a = _mm512_fmadd_ps(*v, unsafe { load_half(kp.add(i * 16)) }, *a);
                     }
                 }
                 let sv = _mm512_mul_ps(hsum16(&acc), _mm512_set1_ps(scale));
@@ -905,8 +955,8 @@ mod avx512 {
                 let kp = keys[p * stride..].as_ptr();
                 let mut acc = _mm512_setzero_ps();
                 for (i, v) in qv.iter().enumerate() {
-                    // SAFETY: position `p < span` has `C × 16` floats at `p · stride`.
-                    acc = _mm512_fmadd_ps(*v, unsafe { _mm512_loadu_ps(kp.add(i * 16)) }, acc);
+                    // SAFETY: position `p < span` has `C × 16` halves at `p · stride`.
+                    acc = _mm512_fmadd_ps(*v, unsafe { load_half(kp.add(i * 16)) }, acc);
                 }
                 *sc = _mm512_reduce_add_ps(acc) * scale;
                 max = max.max(*sc);
@@ -936,8 +986,7 @@ mod avx512 {
         for p in 0..span {
             let vp = values[p * stride..].as_ptr();
             // SAFETY: as for the keys.
-            let vv: [__m512; C] =
-                std::array::from_fn(|i| unsafe { _mm512_loadu_ps(vp.add(i * 16)) });
+            let vv: [__m512; C] = std::array::from_fn(|i| unsafe { load_half(vp.add(i * 16)) });
             for (g, og) in o.iter_mut().enumerate() {
                 let w = _mm512_set1_ps(scores[g * span + p] * inv[g]);
                 for (a, v) in og.iter_mut().zip(&vv) {

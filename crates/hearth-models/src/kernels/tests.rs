@@ -1,6 +1,6 @@
 use super::simd::Kernels;
 use super::*;
-use hearth_gguf::quants::f32_to_f16;
+use hearth_gguf::quants::{f16_to_f32, f32_to_f16};
 use proptest::prelude::*;
 
 fn block_q4_1(d: f32, m: f32, qs: &[u8; 16]) -> Vec<u8> {
@@ -215,17 +215,17 @@ proptest! {
         let stride = hd * heads;
         let val = |i: usize, s: u32| ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 500.0 - 1.0;
         let q: Vec<f32> = (0..hd).map(|i| val(i, seed)).collect();
-        let keys: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 1)).collect();
-        let values: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 2)).collect();
+        let keys: Vec<u16> = (0..span * stride).map(|i| f32_to_f16(val(i, seed ^ 1))).collect();
+        let values: Vec<u16> = (0..span * stride).map(|i| f32_to_f16(val(i, seed ^ 2))).collect();
         let scale = 1.0 / (hd as f64).sqrt();
         let logits: Vec<f64> = (0..span)
-            .map(|p| (0..hd).map(|j| f64::from(q[j]) * f64::from(keys[p * stride + j])).sum::<f64>() * scale)
+            .map(|p| (0..hd).map(|j| f64::from(q[j]) * f64::from(f16_to_f32(keys[p * stride + j]))).sum::<f64>() * scale)
             .collect();
         let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
         let z: f64 = e.iter().sum();
         let want: Vec<f64> = (0..hd)
-            .map(|j| (0..span).map(|p| e[p] / z * f64::from(values[p * stride + j])).sum())
+            .map(|j| (0..span).map(|p| e[p] / z * f64::from(f16_to_f32(values[p * stride + j]))).sum())
             .collect();
         for k in Kernels::available() {
             let mut scores = vec![0f32; span];
@@ -449,8 +449,8 @@ proptest! {
         let stride = hd * 2;
         let val = |i: usize, s: u32| ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 500.0 - 1.0;
         let q: Vec<f32> = (0..heads * hd).map(|i| val(i, seed)).collect();
-        let keys: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 1)).collect();
-        let values: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 2)).collect();
+        let keys: Vec<u16> = (0..span * stride).map(|i| f32_to_f16(val(i, seed ^ 1))).collect();
+        let values: Vec<u16> = (0..span * stride).map(|i| f32_to_f16(val(i, seed ^ 2))).collect();
         let kv = simd::KvView { keys: &keys[hd..], values: &values[hd..], stride };
         for k in Kernels::available() {
             let mut scores = vec![0f32; heads * span];
@@ -518,8 +518,8 @@ proptest! {
         let stride = hd;
         let val = |i: usize, s: u32| ((i as u32).wrapping_mul(2654435761).wrapping_add(s) % 1000) as f32 / 250.0 - 2.0;
         let q: Vec<f32> = (0..heads * hd).map(|i| val(i, seed)).collect();
-        let keys: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 1)).collect();
-        let values: Vec<f32> = (0..span * stride).map(|i| val(i, seed ^ 2)).collect();
+        let keys: Vec<u16> = (0..span * stride).map(|i| f32_to_f16(val(i, seed ^ 1))).collect();
+        let values: Vec<u16> = (0..span * stride).map(|i| f32_to_f16(val(i, seed ^ 2))).collect();
         for k in Kernels::available() {
             let mut scores = vec![0f32; heads * span];
             let mut whole = vec![f32::NAN; heads * hd];
@@ -537,6 +537,28 @@ proptest! {
             for (a, b) in merged.iter().zip(&whole) {
                 prop_assert!((a - b).abs() <= 1e-5, "{:?} hd {hd} heads {heads} span {span} parts {parts}: {a} vs {b}", k.isa);
             }
+        }
+    }
+}
+
+proptest! {
+    /// Every ISA's conversion to half floats is hearth-gguf's (round to nearest, ties to even),
+    /// subnormals, overflow and infinities included.
+    #[test]
+    fn to_half_matches_the_reference(bits in proptest::collection::vec(any::<u32>(), 0..70), scale in -30i32..30) {
+        let x: Vec<f32> = bits
+            .iter()
+            .map(|&b| f32::from_bits(b))
+            .filter(|v| !v.is_nan())
+            .map(|v| (v % 4.0) * 2f32.powi(scale))
+            .chain([f32::INFINITY, -70000.0, 6.0e-8, 1.0e-5])
+            .collect();
+        let want: Vec<u16> = x.iter().map(|&v| f32_to_f16(v)).collect();
+        for k in Kernels::available() {
+            let mut got = vec![7u16];
+            k.to_half(&x, &mut got);
+            prop_assert_eq!(got[0], 7);
+            prop_assert_eq!(&got[1..], &want[..], "{:?}", k.isa);
         }
     }
 }
