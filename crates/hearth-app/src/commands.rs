@@ -77,8 +77,9 @@ pub struct ServeBenchArgs {
     /// Requests user A keeps queued in the fairness measurement.
     #[arg(long, default_value_t = 64)]
     pub flood: usize,
-    /// Interleaved rounds over all concurrencies; medians are reported.
-    #[arg(long, default_value_t = 3)]
+    /// Interleaved rounds over all concurrencies; medians are reported (the machine's speed
+    /// drifts between rounds on shared hardware; more rounds, a steadier median).
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
 }
 
