@@ -107,6 +107,8 @@ pub struct Llama {
     inv_freq: Vec<f32>,
     /// Whether passes of several tokens use the integer kernels (see [`Llama::set_integer_kernels`]).
     integer: std::sync::atomic::AtomicBool,
+    /// The file's type of most weights (kernels may hold them in another, e.g. Q4_K as Q4_1).
+    main_type: GgmlType,
 }
 
 impl std::fmt::Debug for Llama {
@@ -276,6 +278,10 @@ impl Llama {
             output,
             inv_freq,
             integer: std::sync::atomic::AtomicBool::new(true),
+            main_type: g
+                .tensor("blk.0.ffn_up.weight")
+                .or_else(|| g.tensor("token_embd.weight"))
+                .map_or(GgmlType::F32, |t| t.ggml_type),
         })
     }
 
@@ -308,7 +314,7 @@ impl Llama {
 
     /// The type most weights are stored in (e.g. Q4_1), for display.
     pub fn main_type(&self) -> GgmlType {
-        self.layers.first().map_or(self.tok_embd.ty, |l| l.w_up.ty)
+        self.main_type
     }
 
     /// Run `tokens` at the positions following `cache`, append their keys and values, and return

@@ -80,6 +80,25 @@ impl QMatrix {
                 data.len()
             )));
         }
+        if ty == GgmlType::Q4_K {
+            // Every 32-element sub-block of Q4_K is `d·sc·q − dmin·m` with 4-bit `q`: the Q4_1
+            // form, so it takes the Q4_1 kernels, already in their packed layout.
+            let data = repack_q4_k(data);
+            let pb = 24;
+            let interleaved = if interleaved::enabled() {
+                interleaved::interleave(GgmlType::Q4_1, &data, rows, cols)
+            } else {
+                None
+            };
+            return Ok(Self {
+                ty: GgmlType::Q4_1,
+                rows,
+                cols,
+                row_bytes: cols / 32 * pb,
+                data,
+                interleaved,
+            });
+        }
         match packed_block_bytes(ty) {
             Some(pb) => {
                 let data = pack_blocks(ty, data);
@@ -177,6 +196,31 @@ pub fn pack_blocks(ty: GgmlType, src: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&hearth_gguf::quants::f16_to_f32(h).to_le_bytes());
         }
         out.extend_from_slice(&b[2 * scales..]);
+    }
+    out
+}
+
+/// Q4_K blocks (256 elements: f16 `d` and `dmin`, twelve bytes of 6-bit scales and mins, 128
+/// bytes of nibbles) as packed Q4_1 blocks of 32 (see [`packed_block_bytes`]): sub-block `j`
+/// gets scale `d·sc_j` and offset `−dmin·m_j` in f32, computed as ggml's dequantization does, so
+/// its values are the same floats.
+pub fn repack_q4_k(src: &[u8]) -> Vec<u8> {
+    let f16 = |b: &[u8]| hearth_gguf::quants::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+    let mut out = Vec::with_capacity(src.len() / 144 * 8 * 24);
+    for b in src.chunks_exact(144) {
+        let (d, dmin) = (f16(&b[0..]), f16(&b[2..]));
+        let (scales, qs) = (&b[4..16], &b[16..144]);
+        for (n, q) in qs.chunks_exact(32).enumerate() {
+            for (j, shift) in [(2 * n, 0), (2 * n + 1, 4)] {
+                let (sc, m) = hearth_gguf::quants::scale_min_k4(j, scales);
+                out.extend_from_slice(&(d * f32::from(sc)).to_le_bytes());
+                out.extend_from_slice(&(-(dmin * f32::from(m))).to_le_bytes());
+                // Element e (< 16) in the low nibble of byte e, element e + 16 in its high one.
+                out.extend(
+                    (0..16).map(|e| ((q[e] >> shift) & 0xf) | (((q[e + 16] >> shift) & 0xf) << 4)),
+                );
+            }
+        }
     }
     out
 }

@@ -562,3 +562,52 @@ proptest! {
         }
     }
 }
+
+/// Q4_K weights, taken as packed Q4_1 sub-blocks, dequantize to exactly hearth-gguf's floats,
+/// and their products (integer kernels where the CPU has them, float otherwise) match a float64
+/// reference.
+#[test]
+fn q4_k_takes_the_q4_1_kernels_exactly() {
+    let (rows, cols) = (20, 512);
+    let mut ggml: Vec<u8> = (0..rows * cols / 256 * 144)
+        .map(|i| ((i as u32).wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    for (i, b) in ggml.chunks_exact_mut(144).enumerate() {
+        b[..2].copy_from_slice(&f32_to_f16(0.002 + (i % 5) as f32 / 900.0).to_le_bytes());
+        b[2..4].copy_from_slice(&f32_to_f16(0.001 + (i % 3) as f32 / 700.0).to_le_bytes());
+    }
+    let deq = hearth_gguf::quants::dequantize_to_vec(GgmlType::Q4_K, &ggml).unwrap();
+    let w = QMatrix::new(GgmlType::Q4_K, rows, cols, &ggml).unwrap();
+    let mut row = vec![f32::NAN; cols];
+    for r in 0..rows {
+        w.dequantize_row(r, &mut row);
+        assert_eq!(row, deq[r * cols..(r + 1) * cols], "row {r}");
+    }
+    let pool = ThreadPool::new(2).unwrap();
+    for n in [1, 3] {
+        let x = tokens(n, cols, 9);
+        let mut out = vec![f32::NAN; n * rows];
+        matmul_int(&pool, &w, &x, n, &mut out);
+        for t in 0..n {
+            for r in 0..rows {
+                let xs = &x[t * cols..(t + 1) * cols];
+                let ws = &deq[r * cols..(r + 1) * cols];
+                let want: f64 = ws
+                    .iter()
+                    .zip(xs)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                let mag: f64 = ws
+                    .iter()
+                    .zip(xs)
+                    .map(|(a, b)| (f64::from(*a) * f64::from(*b)).abs())
+                    .sum();
+                let got = f64::from(out[t * rows + r]);
+                assert!(
+                    (got - want).abs() <= 1e-4 * mag.max(1.0),
+                    "t{t} r{r}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
