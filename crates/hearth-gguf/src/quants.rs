@@ -108,7 +108,9 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), GgufE
 ///
 /// When `b` or `y` is shorter than that: this is the hot path for callers that have already
 /// checked their buffers (as [`dequantize`] does). Callers holding unchecked input use
-/// [`dequantize`].
+/// [`dequantize`]. Inlined into callers, so those compiled for wider vector units (the model
+/// kernels) vectorise its loops.
+#[inline(always)]
 pub fn dequantize_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
     match ty {
         GgmlType::F32 => y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),

@@ -316,10 +316,18 @@ impl Kernels {
     /// Dequantize a row of packed blocks (see [`super::dequantize_row`]).
     #[inline]
     pub fn dequantize_row(self, ty: GgmlType, row: &[u8], out: &mut [f32]) {
-        match packed_block_bytes(ty) {
-            Some(_) => dequantize_packed_row(self.isa, ty, row, out),
-            None => super::dequantize_row(ty, row, out),
+        if packed_block_bytes(ty).is_some() {
+            dequantize_packed_row(self.isa, ty, row, out);
+            return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if ty == GgmlType::F16 && self.isa == Isa::Avx512 && row.len() >= 2 * out.len() {
+            // SAFETY: `Kernels` with this ISA exist only when `detect_avx512` saw the features;
+            // `row` holds `out.len()` halves.
+            unsafe { avx512::half_row(row, out) };
+            return;
+        }
+        dequantize_other_row(self.isa, ty, row, out);
     }
 
     /// Dot product of one quantized row with `x`; `scratch` holds `x.len()` floats for formats
@@ -331,7 +339,7 @@ impl Kernels {
             GgmlType::Q4_0 => dot_q4_0(self.isa, row, x),
             GgmlType::Q8_0 => dot_q8_0(self.isa, row, x),
             _ => {
-                super::dequantize_row(ty, row, scratch);
+                self.dequantize_row(ty, row, scratch);
                 self.dot_f32(scratch, x)
             }
         }
@@ -870,6 +878,25 @@ mod avx512 {
         unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
     }
 
+    /// The `out.len()` little-endian halves at the start of `row`, widened.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `row` holds at least `2 · out.len()` bytes.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn half_row(row: &[u8], out: &mut [f32]) {
+        let whole = out.len() / 16 * 16;
+        for i in (0..whole).step_by(16) {
+            // SAFETY: bytes `2i..2i + 32` are inside `row`, floats `i..i + 16` inside `out`.
+            unsafe {
+                let v = _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(2 * i).cast()));
+                _mm512_storeu_ps(out.as_mut_ptr().add(i), v);
+            }
+        }
+        for (i, o) in out.iter_mut().enumerate().skip(whole) {
+            *o = super::f16_to_f32(u16::from_le_bytes([row[2 * i], row[2 * i + 1]]));
+        }
+    }
+
     /// The halves of `src` (rounded to nearest, ties to even) appended to `dst`.
     ///
     /// # Safety
@@ -1263,6 +1290,58 @@ mod avx512 {
                     o[t0] = rr[0];
                 }
                 t0 += 1;
+            }
+        }
+    }
+}
+
+multiversion! {
+/// Rows of the formats without packed kernels (K-quants, half and full floats), through
+/// hearth-gguf's block dequantization inlined here, so it is vectorised for each ISA.
+fn dequantize_other_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    let (bs, ts) = (ty.block_size() as usize, ty.type_size() as usize);
+    if bs == 0 || ts == 0 {
+        out.fill(f32::NAN);
+        return;
+    }
+    if ty == GgmlType::Q6_K {
+        for (b, y) in row.chunks_exact(210).zip(out.chunks_exact_mut(256)) {
+            q6_k_block(b, y);
+        }
+        return;
+    }
+    for (b, y) in row.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {
+        hearth_gguf::quants::dequantize_block(ty, b, y);
+    }
+}}
+
+/// One Q6_K block (210 bytes → 256 floats), the same arithmetic as hearth-gguf's in loops over
+/// fixed-size arrays, which the compiler vectorises.
+#[inline(always)]
+fn q6_k_block(b: &[u8], y: &mut [f32]) {
+    let d = f16_to_f32(u16::from_le_bytes([b[208], b[209]]));
+    for n in 0..2 {
+        let (Ok(ql), Ok(qh), Ok(sc), Some(Ok(y))) = (
+            <&[u8; 64]>::try_from(&b[64 * n..64 * n + 64]),
+            <&[u8; 32]>::try_from(&b[128 + 32 * n..160 + 32 * n]),
+            <&[u8; 8]>::try_from(&b[192 + 8 * n..200 + 8 * n]),
+            y.get_mut(128 * n..128 * n + 128)
+                .map(<&mut [f32; 128]>::try_from),
+        ) else {
+            return;
+        };
+        // Halves of 16 share their scales: the scale is hoisted out of each inner loop.
+        for is in 0..2 {
+            let s = [0, 2, 4, 6].map(|k| d * f32::from(sc[is + k] as i8));
+            for l in 16 * is..16 * is + 16 {
+                let q1 = i16::from((ql[l] & 0xf) | ((qh[l] & 3) << 4)) - 32;
+                let q2 = i16::from((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                let q3 = i16::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                let q4 = i16::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = s[0] * f32::from(q1);
+                y[l + 32] = s[1] * f32::from(q2);
+                y[l + 64] = s[2] * f32::from(q3);
+                y[l + 96] = s[3] * f32::from(q4);
             }
         }
     }

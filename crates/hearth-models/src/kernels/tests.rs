@@ -611,3 +611,23 @@ fn q4_k_takes_the_q4_1_kernels_exactly() {
         }
     }
 }
+
+proptest! {
+    /// Rows of the formats without packed kernels dequantize, on every ISA, to exactly
+    /// hearth-gguf's floats (bit for bit; a NaN only to a NaN, as the hardware conversion of a
+    /// signalling half NaN sets its quiet bit).
+    #[test]
+    fn other_formats_dequantize_like_the_reference(bytes in proptest::collection::vec(any::<u8>(), 210 * 2..210 * 3), ti in 0usize..6) {
+        let ty = [GgmlType::Q6_K, GgmlType::Q5_K, GgmlType::Q4_K, GgmlType::F16, GgmlType::BF16, GgmlType::Q5_0][ti];
+        let ts = ty.type_size() as usize;
+        let n = bytes.len() / ts * ts;
+        let row = &bytes[..n];
+        let want = hearth_gguf::quants::dequantize_to_vec(ty, row).unwrap();
+        for k in Kernels::available() {
+            let mut got = vec![0f32; want.len()];
+            k.dequantize_row(ty, row, &mut got);
+            let bits = |v: &[f32]| -> Vec<Option<u32>> { v.iter().map(|x| (!x.is_nan()).then(|| x.to_bits())).collect() };
+            prop_assert_eq!(bits(&got), bits(&want), "{:?} {}", k.isa, ty);
+        }
+    }
+}
