@@ -29,20 +29,69 @@ pub const GROUP: usize = 16;
 /// Most tokens one kernel call multiplies with a group's unpacked weights.
 pub const MAX_TOKENS: usize = 8;
 
+/// Bytes of one packed block of 32 columns that [`interleave`] takes: those of
+/// [`packed_block_bytes`], and for Q6_K its own: two f32 scales (columns 0..16 and 16..32) and
+/// 32 signed bytes (see [`pack_q6_k`]).
+fn packed_bytes(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::Q6_K => Some(4 + 4 + 32),
+        _ => packed_block_bytes(ty),
+    }
+}
+
 /// Bytes of one block of [`GROUP`] interleaved rows (the same as `GROUP` packed blocks): f32
-/// scales of the sixteen rows (and their f32 offsets for Q4_1), then the quantized columns.
+/// scales of the sixteen rows (and their f32 offsets for Q4_1, or their second scales for
+/// Q6_K), then the quantized columns.
 pub fn record_bytes(ty: GgmlType) -> Option<usize> {
-    packed_block_bytes(ty)
-        .filter(|_| matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0))
+    packed_bytes(ty)
+        .filter(|_| {
+            matches!(
+                ty,
+                GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q6_K
+            )
+        })
         .map(|pb| pb * GROUP)
 }
 
 /// Where a format's quantized columns start in a record.
 fn quants_at(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q4_1 => 2 * 4 * GROUP,
+        GgmlType::Q4_1 | GgmlType::Q6_K => 2 * 4 * GROUP,
         _ => 4 * GROUP,
     }
+}
+
+/// Whether a format's quantized columns are signed bytes (else nibbles).
+fn bytes_wide(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q6_K)
+}
+
+/// Q6_K blocks (256 elements: 128 bytes of low nibbles, 64 of high bit pairs, 16 signed 8-bit
+/// scales, f16 `d`) as the packed blocks of 32 that [`interleave`] takes: scales `d·sc` of
+/// columns 0..16 and 16..32, then the 32 values `q − 32` as signed bytes. The values are those
+/// of ggml's dequantization, `d·sc·(q − 32)`, as the same floats.
+pub fn pack_q6_k(src: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.len() / 210 * 8 * 40);
+    for b in src.chunks_exact(210) {
+        let d = hearth_gguf::quants::f16_to_f32(u16::from_le_bytes([b[208], b[209]]));
+        for n in 0..2 {
+            let (ql, qh, sc) = (&b[64 * n..], &b[128 + 32 * n..], &b[192 + 8 * n..]);
+            // Block k of this half: elements 32k + l (l < 32), scales sc[2k] and sc[2k + 1];
+            // low nibbles from byte l (+ 32 for k = 1, 3), low (k = 0, 1) or high half.
+            for k in 0..4 {
+                for h in 0..2 {
+                    out.extend_from_slice(&(d * f32::from(sc[2 * k + h] as i8)).to_le_bytes());
+                }
+                out.extend((0..32).map(|l| {
+                    let byte = ql[l + 32 * (k % 2)];
+                    let low = if k < 2 { byte & 0xf } else { byte >> 4 };
+                    let high = (qh[l] >> (2 * k)) & 3;
+                    (i16::from(low | (high << 4)) - 32) as i8 as u8
+                }));
+            }
+        }
+    }
+    out
 }
 
 /// Whether this CPU runs the AVX-512 VNNI kernel (checked once), and the process did not force
@@ -67,7 +116,7 @@ fn detect_vnni() -> bool {
 /// stored (nibbles 0..15, or signed bytes).
 fn quant(ty: GgmlType, qs: &[u8], e: usize) -> i16 {
     match ty {
-        GgmlType::Q8_0 => i16::from(qs[e] as i8),
+        GgmlType::Q8_0 | GgmlType::Q6_K => i16::from(qs[e] as i8),
         _ if e < 16 => i16::from(qs[e] & 0xf),
         _ => i16::from(qs[e - 16] >> 4),
     }
@@ -78,13 +127,17 @@ fn quant(ty: GgmlType, qs: &[u8], e: usize) -> i16 {
 /// widths that are not a multiple of 32.
 pub fn interleave(ty: GgmlType, packed: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
     let rec = record_bytes(ty)?;
-    let pb = packed_block_bytes(ty)?;
+    let pb = packed_bytes(ty)?;
     if !cols.is_multiple_of(32) || packed.len() != rows * cols / 32 * pb {
         return None;
     }
     let blocks = cols / 32;
     let groups = rows.div_ceil(GROUP);
-    let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+    let scales = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q6_K) {
+        2
+    } else {
+        1
+    };
     let qa = quants_at(ty);
     let mut out = vec![0u8; groups * blocks * rec];
     // Groups are independent: built in parallel (loading a large model is otherwise seconds of
@@ -108,10 +161,7 @@ pub fn interleave(ty: GgmlType, packed: &[u8], rows: usize, cols: usize) -> Opti
                     // Lane (row i, column parity j) of 16 bits: for Q4, register m holds column
                     // pairs 4m..4m+4 as four nibbles; for Q8_0, register m holds pairs 2m, 2m+1 as
                     // two bytes.
-                    let (per_reg, regs, bits) = match ty {
-                        GgmlType::Q8_0 => (2, 8, 8),
-                        _ => (4, 4, 4),
-                    };
+                    let (per_reg, regs, bits) = if bytes_wide(ty) { (2, 8, 8) } else { (4, 4, 4) };
                     let mask = (1u16 << bits) - 1;
                     for m in 0..regs {
                         for j in 0..2 {
@@ -137,20 +187,23 @@ pub fn dequantize_row(ty: GgmlType, recs: &[u8], i: usize, out: &mut [f32]) {
         return;
     };
     let qa = quants_at(ty);
-    let (per_reg, bits) = match ty {
-        GgmlType::Q8_0 => (2, 8),
-        _ => (4, 4),
-    };
+    let (per_reg, bits) = if bytes_wide(ty) { (2, 8) } else { (4, 4) };
     let f32_at = |b: &[u8], at: usize| f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     for (r, y) in recs.chunks_exact(rec).zip(out.chunks_exact_mut(32)) {
-        let d = f32_at(r, 4 * i);
+        let d0 = f32_at(r, 4 * i);
         let m = match ty {
             GgmlType::Q4_1 => f32_at(r, 4 * GROUP + 4 * i),
-            GgmlType::Q4_0 => -8.0 * d,
+            GgmlType::Q4_0 => -8.0 * d0,
             _ => 0.0,
         };
         for (k, pair) in y.chunks_exact_mut(2).enumerate() {
             let (reg, s) = (k / per_reg, k % per_reg);
+            // Q6_K's second 16 columns have their own scales.
+            let d = if ty == GgmlType::Q6_K && k >= 8 {
+                f32_at(r, 4 * GROUP + 4 * i)
+            } else {
+                d0
+            };
             for (j, v) in pair.iter_mut().enumerate() {
                 let at = qa + reg * 64 + (2 * i + j) * 2;
                 let raw =
@@ -308,11 +361,9 @@ pub fn group_scalar(ty: GgmlType, recs: &[u8], acts: &QuantizedActs, t0: usize, 
             let xq = &acts.q[t * acts.cols + b * 32..][..32];
             let (dx, sx) = (acts.d[t * blocks + b], acts.s[t * blocks + b]);
             for (i, a) in acc.iter_mut().enumerate() {
-                let mut isum = 0i32;
-                let (per_reg, bits) = match ty {
-                    GgmlType::Q8_0 => (2, 8),
-                    _ => (4, 4),
-                };
+                // Sums of column pairs 0..8 and 8..16 (Q6_K scales the halves apart).
+                let mut isums = [0i32; 2];
+                let (per_reg, bits) = if bytes_wide(ty) { (2, 8) } else { (4, 4) };
                 for k in 0..16 {
                     let (m, s) = (k / per_reg, k % per_reg);
                     for j in 0..2 {
@@ -324,10 +375,17 @@ pub fn group_scalar(ty: GgmlType, recs: &[u8], acts: &QuantizedActs, t0: usize, 
                         } else {
                             i32::from(raw)
                         };
-                        isum += w * i32::from(xq[2 * k + j]);
+                        isums[k / 8] += w * i32::from(xq[2 * k + j]);
                     }
                 }
                 let dw = f32_at(r, 4 * i);
+                if ty == GgmlType::Q6_K {
+                    let dw1 = f32_at(r, 4 * GROUP + 4 * i);
+                    *a = (isums[0] as f32).mul_add(dw * dx, *a);
+                    *a = (isums[1] as f32).mul_add(dw1 * dx, *a);
+                    continue;
+                }
+                let isum = isums[0] + isums[1];
                 *a = (isum as f32).mul_add(dw * dx, *a);
                 let mw = match ty {
                     GgmlType::Q4_1 => Some(f32_at(r, 4 * GROUP + 4 * i)),
@@ -449,6 +507,7 @@ mod avx512vnni {
     const Q4_0: u8 = 0;
     const Q4_1: u8 = 1;
     const Q8_0: u8 = 2;
+    const Q6_K: u8 = 3;
     /// Bytes ahead of the record in use to prefetch: measured on Zen 5 with weights that do
     /// not fit in cache, 6 KiB made 8-token products 1.3–1.7× as fast as none (3 and 12 KiB
     /// were slower or no faster).
@@ -487,6 +546,7 @@ mod avx512vnni {
         match ty {
             GgmlType::Q4_0 => by_tokens!(0),
             GgmlType::Q4_1 => by_tokens!(1),
+            GgmlType::Q6_K => by_tokens!(3),
             _ => by_tokens!(2),
         }
     }
@@ -529,10 +589,15 @@ mod avx512vnni {
         let ty = match F {
             Q4_0 => GgmlType::Q4_0,
             Q4_1 => GgmlType::Q4_1,
+            Q6_K => GgmlType::Q6_K,
             _ => GgmlType::Q8_0,
         };
         let rec = record_bytes(ty).unwrap_or(0);
-        let qa = if F == Q4_1 { 8 * GROUP } else { 4 * GROUP };
+        let qa = if F == Q4_1 || F == Q6_K {
+            8 * GROUP
+        } else {
+            4 * GROUP
+        };
         let cols = acts.cols;
         let blocks = cols / 32;
         let nib = _mm512_set1_epi16(0xf);
@@ -549,9 +614,10 @@ mod avx512vnni {
             // SAFETY: record `b` is inside `recs` (the caller's contract); it starts with 16
             // f32 scales (and 16 f32 offsets for Q4_1).
             let dw = unsafe { _mm512_loadu_ps(r as *const f32) };
+            // The offsets of Q4_1, or Q6_K's scales of columns 16..32.
             let mw: __m512 = match F {
                 // SAFETY: as above.
-                Q4_1 => unsafe { _mm512_loadu_ps(r.add(4 * GROUP) as *const f32) },
+                Q4_1 | Q6_K => unsafe { _mm512_loadu_ps(r.add(4 * GROUP) as *const f32) },
                 Q4_0 => _mm512_mul_ps(dw, _mm512_set1_ps(-8.0)),
                 _ => _mm512_setzero_ps(),
             };
@@ -566,7 +632,21 @@ mod avx512vnni {
                 };
             }
             let xb = xq.wrapping_add(b * 32);
-            if F == Q8_0 {
+            if F == Q6_K {
+                // Columns 0..16 sum into `acc0`, 16..32 into `acc1`: their scales differ.
+                for m in 0..8 {
+                    // SAFETY: the record's quantized part holds 8 registers of 64 bytes.
+                    let v: __m512i = unsafe { _mm512_loadu_si512(r.add(qa + m * 64).cast()) };
+                    let lo = _mm512_srai_epi16::<8>(_mm512_slli_epi16::<8>(v));
+                    let hi = _mm512_srai_epi16::<8>(v);
+                    let acc = if m < 4 { &mut acc0 } else { &mut acc1 };
+                    // SAFETY: pairs `2m` and `2m + 1` of block `b` of tokens `t0..t0 + T`.
+                    unsafe {
+                        dot(acc, lo, xb.add(4 * m), cols);
+                        dot(acc, hi, xb.add(4 * m + 2), cols);
+                    }
+                }
+            } else if F == Q8_0 {
                 for m in 0..8 {
                     // SAFETY: the record's quantized part holds 8 registers of 64 bytes.
                     let v: __m512i = unsafe { _mm512_loadu_si512(r.add(qa + m * 64).cast()) };
@@ -595,6 +675,15 @@ mod avx512vnni {
                     }
                 }
             }
+            if F == Q6_K {
+                for t in 0..T {
+                    let x = _mm512_set1_ps(xd[t * blocks + b]);
+                    let (s0, s1) = (_mm512_mul_ps(dw, x), _mm512_mul_ps(mw, x));
+                    facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc0[t]), s0, facc[t]);
+                    facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc1[t]), s1, facc[t]);
+                }
+                continue;
+            }
             for t in 0..T {
                 let isum = if T <= 4 {
                     _mm512_add_epi32(acc0[t], acc1[t])
@@ -603,7 +692,7 @@ mod avx512vnni {
                 };
                 let sc = _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * blocks + b]));
                 facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, facc[t]);
-                if F != Q8_0 {
+                if F == Q4_0 || F == Q4_1 {
                     facc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[t * blocks + b]), facc[t]);
                 }
             }

@@ -99,6 +99,23 @@ impl QMatrix {
                 interleaved,
             });
         }
+        if ty == GgmlType::Q6_K {
+            // The float kernels read the ggml blocks; the integer kernels an interleaved copy
+            // of them as signed bytes with two scales per 32 columns.
+            let interleaved = if interleaved::enabled() {
+                interleaved::interleave(ty, &interleaved::pack_q6_k(data), rows, cols)
+            } else {
+                None
+            };
+            return Ok(Self {
+                ty,
+                rows,
+                cols,
+                row_bytes,
+                data: data.to_vec(),
+                interleaved,
+            });
+        }
         match packed_block_bytes(ty) {
             Some(pb) => {
                 let data = pack_blocks(ty, data);

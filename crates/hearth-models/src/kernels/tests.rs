@@ -631,3 +631,78 @@ proptest! {
         }
     }
 }
+
+/// Q6_K weights interleaved for the integer kernels: rows read back are exactly hearth-gguf's
+/// dequantization, the VNNI kernel equals its portable reference bit for bit, and products
+/// match a float64 reference; dropping the ggml rows changes nothing.
+#[test]
+fn q6_k_takes_the_integer_kernels() {
+    let (rows, cols) = (37, 512);
+    let mut ggml: Vec<u8> = (0..rows * cols / 256 * 210)
+        .map(|i| ((i as u32).wrapping_mul(2654435761) >> 9) as u8)
+        .collect();
+    for (i, b) in ggml.chunks_exact_mut(210).enumerate() {
+        b[208..210].copy_from_slice(&f32_to_f16(0.0005 + (i % 7) as f32 / 9000.0).to_le_bytes());
+    }
+    let deq = hearth_gguf::quants::dequantize_to_vec(GgmlType::Q6_K, &ggml).unwrap();
+    let packed = interleaved::pack_q6_k(&ggml);
+    let il = interleaved::interleave(GgmlType::Q6_K, &packed, rows, cols).unwrap();
+    let rec = interleaved::record_bytes(GgmlType::Q6_K).unwrap();
+    let blocks = cols / 32;
+    for r in 0..rows {
+        let g = r / interleaved::GROUP;
+        let mut out = vec![f32::NAN; cols];
+        interleaved::dequantize_row(
+            GgmlType::Q6_K,
+            &il[g * blocks * rec..(g + 1) * blocks * rec],
+            r % interleaved::GROUP,
+            &mut out,
+        );
+        assert_eq!(out, deq[r * cols..(r + 1) * cols], "row {r}");
+    }
+    for n in [1, 3, 8] {
+        let x = tokens(n, cols, 3);
+        let acts = interleaved::quantize_acts(&x, n, cols);
+        for g in 0..rows.div_ceil(interleaved::GROUP) {
+            let recs = &il[g * blocks * rec..(g + 1) * blocks * rec];
+            let mut want = vec![0f32; n * interleaved::GROUP];
+            interleaved::group_scalar(GgmlType::Q6_K, recs, &acts, 0, &mut want);
+            let mut got = vec![f32::NAN; n * interleaved::GROUP];
+            interleaved::group_for_tests(GgmlType::Q6_K, recs, &acts, 0, &mut got);
+            assert_eq!(got, want, "group {g}, {n} tokens");
+        }
+    }
+    let w = QMatrix::new(GgmlType::Q6_K, rows, cols, &ggml).unwrap();
+    let mut alone = w.clone();
+    alone.drop_float_rows();
+    let pool = ThreadPool::new(2).unwrap();
+    for n in [1, 5] {
+        let x = tokens(n, cols, 11);
+        let mut out = vec![f32::NAN; n * rows];
+        let mut out_alone = vec![f32::NAN; n * rows];
+        matmul_int(&pool, &w, &x, n, &mut out);
+        matmul(&pool, &alone, &x, n, &mut out_alone);
+        assert_eq!(out, out_alone);
+        for t in 0..n {
+            for r in 0..rows {
+                let xs = &x[t * cols..(t + 1) * cols];
+                let ws = &deq[r * cols..(r + 1) * cols];
+                let want: f64 = ws
+                    .iter()
+                    .zip(xs)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                let mag: f64 = ws
+                    .iter()
+                    .zip(xs)
+                    .map(|(a, b)| (f64::from(*a) * f64::from(*b)).abs())
+                    .sum();
+                let got = f64::from(out[t * rows + r]);
+                assert!(
+                    (got - want).abs() <= 1e-4 * mag.max(1e-3),
+                    "t{t} r{r}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
