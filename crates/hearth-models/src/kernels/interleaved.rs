@@ -30,11 +30,12 @@ pub const GROUP: usize = 16;
 pub const MAX_TOKENS: usize = 8;
 
 /// Bytes of one packed block of 32 columns that [`interleave`] takes: those of
-/// [`packed_block_bytes`], and for Q6_K its own: two f32 scales (columns 0..16 and 16..32) and
-/// 32 signed bytes (see [`pack_q6_k`]).
+/// [`packed_block_bytes`], and for the K-quants with more than 4 bits their own: two f32 (Q6_K:
+/// the scales of columns 0..16 and 16..32; Q5_K: scale and offset) and 32 bytes (see
+/// [`pack_q6_k`], [`pack_q5_k`]).
 fn packed_bytes(ty: GgmlType) -> Option<usize> {
     match ty {
-        GgmlType::Q6_K => Some(4 + 4 + 32),
+        GgmlType::Q6_K | GgmlType::Q5_K => Some(4 + 4 + 32),
         _ => packed_block_bytes(ty),
     }
 }
@@ -47,7 +48,7 @@ pub fn record_bytes(ty: GgmlType) -> Option<usize> {
         .filter(|_| {
             matches!(
                 ty,
-                GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q6_K
+                GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q6_K | GgmlType::Q5_K
             )
         })
         .map(|pb| pb * GROUP)
@@ -56,14 +57,36 @@ pub fn record_bytes(ty: GgmlType) -> Option<usize> {
 /// Where a format's quantized columns start in a record.
 fn quants_at(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q4_1 | GgmlType::Q6_K => 2 * 4 * GROUP,
+        GgmlType::Q4_1 | GgmlType::Q6_K | GgmlType::Q5_K => 2 * 4 * GROUP,
         _ => 4 * GROUP,
     }
 }
 
 /// Whether a format's quantized columns are signed bytes (else nibbles).
 fn bytes_wide(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q6_K)
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q6_K | GgmlType::Q5_K)
+}
+
+/// Q5_K blocks (256 elements: f16 `d` and `dmin`, twelve bytes of 6-bit scales and mins, 32
+/// bytes of fifth bits, 128 of nibbles) as the packed blocks of 32 that [`interleave`] takes:
+/// scale `d·sc` and offset `−dmin·m` as f32, then the 32 values (0..32) as bytes. The values
+/// are those of ggml's dequantization, `d·sc·q − dmin·m`, as the same floats.
+pub fn pack_q5_k(src: &[u8]) -> Vec<u8> {
+    let f16 = |b: &[u8]| hearth_gguf::quants::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+    let mut out = Vec::with_capacity(src.len() / 176 * 8 * 40);
+    for b in src.chunks_exact(176) {
+        let (d, dmin) = (f16(&b[0..]), f16(&b[2..]));
+        let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
+        for (n, q) in qs.chunks_exact(32).enumerate() {
+            for (j, shift) in [(2 * n, 0), (2 * n + 1, 4)] {
+                let (sc, m) = hearth_gguf::quants::scale_min_k4(j, scales);
+                out.extend_from_slice(&(d * f32::from(sc)).to_le_bytes());
+                out.extend_from_slice(&(-(dmin * f32::from(m))).to_le_bytes());
+                out.extend((0..32).map(|l| ((q[l] >> shift) & 0xf) + 16 * ((qh[l] >> j) & 1)));
+            }
+        }
+    }
+    out
 }
 
 /// Q6_K blocks (256 elements: 128 bytes of low nibbles, 64 of high bit pairs, 16 signed 8-bit
@@ -116,7 +139,7 @@ fn detect_vnni() -> bool {
 /// stored (nibbles 0..15, or signed bytes).
 fn quant(ty: GgmlType, qs: &[u8], e: usize) -> i16 {
     match ty {
-        GgmlType::Q8_0 | GgmlType::Q6_K => i16::from(qs[e] as i8),
+        GgmlType::Q8_0 | GgmlType::Q6_K | GgmlType::Q5_K => i16::from(qs[e] as i8),
         _ if e < 16 => i16::from(qs[e] & 0xf),
         _ => i16::from(qs[e - 16] >> 4),
     }
@@ -133,7 +156,7 @@ pub fn interleave(ty: GgmlType, packed: &[u8], rows: usize, cols: usize) -> Opti
     }
     let blocks = cols / 32;
     let groups = rows.div_ceil(GROUP);
-    let scales = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q6_K) {
+    let scales = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q6_K | GgmlType::Q5_K) {
         2
     } else {
         1
@@ -192,7 +215,7 @@ pub fn dequantize_row(ty: GgmlType, recs: &[u8], i: usize, out: &mut [f32]) {
     for (r, y) in recs.chunks_exact(rec).zip(out.chunks_exact_mut(32)) {
         let d0 = f32_at(r, 4 * i);
         let m = match ty {
-            GgmlType::Q4_1 => f32_at(r, 4 * GROUP + 4 * i),
+            GgmlType::Q4_1 | GgmlType::Q5_K => f32_at(r, 4 * GROUP + 4 * i),
             GgmlType::Q4_0 => -8.0 * d0,
             _ => 0.0,
         };
@@ -388,7 +411,7 @@ pub fn group_scalar(ty: GgmlType, recs: &[u8], acts: &QuantizedActs, t0: usize, 
                 let isum = isums[0] + isums[1];
                 *a = (isum as f32).mul_add(dw * dx, *a);
                 let mw = match ty {
-                    GgmlType::Q4_1 => Some(f32_at(r, 4 * GROUP + 4 * i)),
+                    GgmlType::Q4_1 | GgmlType::Q5_K => Some(f32_at(r, 4 * GROUP + 4 * i)),
                     GgmlType::Q4_0 => Some(dw * -8.0),
                     _ => None,
                 };
@@ -508,6 +531,7 @@ mod avx512vnni {
     const Q4_1: u8 = 1;
     const Q8_0: u8 = 2;
     const Q6_K: u8 = 3;
+    const Q5_K: u8 = 4;
     /// Bytes ahead of the record in use to prefetch: measured on Zen 5 with weights that do
     /// not fit in cache, 6 KiB made 8-token products 1.3–1.7× as fast as none (3 and 12 KiB
     /// were slower or no faster).
@@ -547,6 +571,7 @@ mod avx512vnni {
             GgmlType::Q4_0 => by_tokens!(0),
             GgmlType::Q4_1 => by_tokens!(1),
             GgmlType::Q6_K => by_tokens!(3),
+            GgmlType::Q5_K => by_tokens!(4),
             _ => by_tokens!(2),
         }
     }
@@ -590,10 +615,11 @@ mod avx512vnni {
             Q4_0 => GgmlType::Q4_0,
             Q4_1 => GgmlType::Q4_1,
             Q6_K => GgmlType::Q6_K,
+            Q5_K => GgmlType::Q5_K,
             _ => GgmlType::Q8_0,
         };
         let rec = record_bytes(ty).unwrap_or(0);
-        let qa = if F == Q4_1 || F == Q6_K {
+        let qa = if F == Q4_1 || F == Q6_K || F == Q5_K {
             8 * GROUP
         } else {
             4 * GROUP
@@ -617,7 +643,7 @@ mod avx512vnni {
             // The offsets of Q4_1, or Q6_K's scales of columns 16..32.
             let mw: __m512 = match F {
                 // SAFETY: as above.
-                Q4_1 | Q6_K => unsafe { _mm512_loadu_ps(r.add(4 * GROUP) as *const f32) },
+                Q4_1 | Q6_K | Q5_K => unsafe { _mm512_loadu_ps(r.add(4 * GROUP) as *const f32) },
                 Q4_0 => _mm512_mul_ps(dw, _mm512_set1_ps(-8.0)),
                 _ => _mm512_setzero_ps(),
             };
@@ -646,7 +672,7 @@ mod avx512vnni {
                         dot(acc, hi, xb.add(4 * m + 2), cols);
                     }
                 }
-            } else if F == Q8_0 {
+            } else if F == Q8_0 || F == Q5_K {
                 for m in 0..8 {
                     // SAFETY: the record's quantized part holds 8 registers of 64 bytes.
                     let v: __m512i = unsafe { _mm512_loadu_si512(r.add(qa + m * 64).cast()) };
@@ -692,7 +718,7 @@ mod avx512vnni {
                 };
                 let sc = _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * blocks + b]));
                 facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sc, facc[t]);
-                if F == Q4_0 || F == Q4_1 {
+                if F == Q4_0 || F == Q4_1 || F == Q5_K {
                     facc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[t * blocks + b]), facc[t]);
                 }
             }

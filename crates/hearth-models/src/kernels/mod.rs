@@ -99,11 +99,17 @@ impl QMatrix {
                 interleaved,
             });
         }
-        if ty == GgmlType::Q6_K {
+        if matches!(ty, GgmlType::Q6_K | GgmlType::Q5_K) {
             // The float kernels read the ggml blocks; the integer kernels an interleaved copy
-            // of them as signed bytes with two scales per 32 columns.
+            // of them as bytes with two f32 per 32 columns (Q6_K: a scale per 16 columns;
+            // Q5_K: scale and offset).
             let interleaved = if interleaved::enabled() {
-                interleaved::interleave(ty, &interleaved::pack_q6_k(data), rows, cols)
+                let packed = if ty == GgmlType::Q6_K {
+                    interleaved::pack_q6_k(data)
+                } else {
+                    interleaved::pack_q5_k(data)
+                };
+                interleaved::interleave(ty, &packed, rows, cols)
             } else {
                 None
             };

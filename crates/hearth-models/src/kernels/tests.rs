@@ -632,33 +632,50 @@ proptest! {
     }
 }
 
-/// Q6_K weights interleaved for the integer kernels: rows read back are exactly hearth-gguf's
-/// dequantization, the VNNI kernel equals its portable reference bit for bit, and products
-/// match a float64 reference; dropping the ggml rows changes nothing.
+/// Q6_K and Q5_K weights interleaved for the integer kernels: rows read back are exactly
+/// hearth-gguf's dequantization, the VNNI kernel equals its portable reference bit for bit, and
+/// products match a float64 reference; dropping the ggml rows changes nothing.
 #[test]
-fn q6_k_takes_the_integer_kernels() {
+fn k_quants_take_the_integer_kernels() {
+    for ty in [GgmlType::Q6_K, GgmlType::Q5_K] {
+        k_quant_integer_kernels(ty);
+    }
+}
+
+fn k_quant_integer_kernels(ty: GgmlType) {
     let (rows, cols) = (37, 512);
-    let mut ggml: Vec<u8> = (0..rows * cols / 256 * 210)
+    let ts = ty.type_size() as usize;
+    let mut ggml: Vec<u8> = (0..rows * cols / 256 * ts)
         .map(|i| ((i as u32).wrapping_mul(2654435761) >> 9) as u8)
         .collect();
-    for (i, b) in ggml.chunks_exact_mut(210).enumerate() {
-        b[208..210].copy_from_slice(&f32_to_f16(0.0005 + (i % 7) as f32 / 9000.0).to_le_bytes());
+    for (i, b) in ggml.chunks_exact_mut(ts).enumerate() {
+        let d = f32_to_f16(0.0005 + (i % 7) as f32 / 9000.0).to_le_bytes();
+        if ty == GgmlType::Q6_K {
+            b[208..210].copy_from_slice(&d);
+        } else {
+            b[0..2].copy_from_slice(&d);
+            b[2..4].copy_from_slice(&f32_to_f16(0.0003 + (i % 5) as f32 / 9000.0).to_le_bytes());
+        }
     }
-    let deq = hearth_gguf::quants::dequantize_to_vec(GgmlType::Q6_K, &ggml).unwrap();
-    let packed = interleaved::pack_q6_k(&ggml);
-    let il = interleaved::interleave(GgmlType::Q6_K, &packed, rows, cols).unwrap();
-    let rec = interleaved::record_bytes(GgmlType::Q6_K).unwrap();
+    let deq = hearth_gguf::quants::dequantize_to_vec(ty, &ggml).unwrap();
+    let packed = if ty == GgmlType::Q6_K {
+        interleaved::pack_q6_k(&ggml)
+    } else {
+        interleaved::pack_q5_k(&ggml)
+    };
+    let il = interleaved::interleave(ty, &packed, rows, cols).unwrap();
+    let rec = interleaved::record_bytes(ty).unwrap();
     let blocks = cols / 32;
     for r in 0..rows {
         let g = r / interleaved::GROUP;
         let mut out = vec![f32::NAN; cols];
         interleaved::dequantize_row(
-            GgmlType::Q6_K,
+            ty,
             &il[g * blocks * rec..(g + 1) * blocks * rec],
             r % interleaved::GROUP,
             &mut out,
         );
-        assert_eq!(out, deq[r * cols..(r + 1) * cols], "row {r}");
+        assert_eq!(out, deq[r * cols..(r + 1) * cols], "{ty} row {r}");
     }
     for n in [1, 3, 8] {
         let x = tokens(n, cols, 3);
@@ -666,13 +683,13 @@ fn q6_k_takes_the_integer_kernels() {
         for g in 0..rows.div_ceil(interleaved::GROUP) {
             let recs = &il[g * blocks * rec..(g + 1) * blocks * rec];
             let mut want = vec![0f32; n * interleaved::GROUP];
-            interleaved::group_scalar(GgmlType::Q6_K, recs, &acts, 0, &mut want);
+            interleaved::group_scalar(ty, recs, &acts, 0, &mut want);
             let mut got = vec![f32::NAN; n * interleaved::GROUP];
-            interleaved::group_for_tests(GgmlType::Q6_K, recs, &acts, 0, &mut got);
-            assert_eq!(got, want, "group {g}, {n} tokens");
+            interleaved::group_for_tests(ty, recs, &acts, 0, &mut got);
+            assert_eq!(got, want, "{ty} group {g}, {n} tokens");
         }
     }
-    let w = QMatrix::new(GgmlType::Q6_K, rows, cols, &ggml).unwrap();
+    let w = QMatrix::new(ty, rows, cols, &ggml).unwrap();
     let mut alone = w.clone();
     alone.drop_float_rows();
     let pool = ThreadPool::new(2).unwrap();
