@@ -3,16 +3,19 @@
     reason = "calls into #[target_feature] AVX-512 VNNI kernels after run-time detection"
 )]
 
-//! Integer products of a few tokens with row-interleaved 4- and 8-bit weights (batched decoding).
+//! Integer products of tokens with row-interleaved 4- and 8-bit weights (every pass, where the
+//! CPU has AVX-512 VNNI).
 //!
-//! At load, the repacked Q4_0, Q4_1 and Q8_0 blocks of every [`GROUP`] consecutive rows are
+//! At load, the repacked Q4_0, Q4_1 (and Q4_K as Q4_1), Q8_0, Q5_K and Q6_K blocks (the last two
+//! as bytes, see [`pack_q5_k`] and [`pack_q6_k`]) of every [`GROUP`] consecutive rows are
 //! interleaved so that one 512-bit register holds the same two columns of all sixteen rows as
 //! 16-bit integers (after a shift and a mask). Each token's activations are quantized per block
 //! of 32 to 16-bit integers (scale `max |x| / 32767`, so the relative error of each activation is
 //! at most 1.5e-5 of its block's largest) together with the exact float sum of the block. One
 //! `vpdpwssd` then does 32 multiply-adds (sixteen rows × two columns, the token's pair of
 //! activations broadcast) — twice the work of a float FMA — and each block's integer sums are
-//! scaled once per block: `Σ_b d_w·d_x·Σ q_w·q_x + m_w·Σ x`.
+//! scaled once per block: `Σ_b d_w·d_x·Σ q_w·q_x + m_w·Σ x` (Q6_K: two scales, one per 16
+//! columns, and no offset).
 //!
 //! The AVX-512 VNNI kernel is exact integer arithmetic followed by the same float operations, in
 //! the same order, as [`group_scalar`], the portable reference the tests hold it to bit for bit.
