@@ -80,6 +80,11 @@ impl QMatrix {
                 data.len()
             )));
         }
+        if ty == GgmlType::Q5_0 {
+            // Q5_0's values `d·(q − 16)` are signed bytes with the same f16 scale: Q8_0 blocks,
+            // which llama.cpp's quantizer falls back to Q5_0 for widths not a multiple of 256.
+            return Self::new(GgmlType::Q8_0, rows, cols, &q5_0_as_q8_0(data));
+        }
         if ty == GgmlType::Q4_K {
             // Every 32-element sub-block of Q4_K is `d·sc·q − dmin·m` with 4-bit `q`: the Q4_1
             // form, so it takes the Q4_1 kernels, already in their packed layout.
@@ -219,6 +224,27 @@ pub fn pack_blocks(ty: GgmlType, src: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&hearth_gguf::quants::f16_to_f32(h).to_le_bytes());
         }
         out.extend_from_slice(&b[2 * scales..]);
+    }
+    out
+}
+
+/// Q5_0 blocks (f16 `d`, 32 fifth bits, 16 bytes of nibbles) as ggml Q8_0 blocks (the same
+/// `d`, then `q − 16` as signed bytes): the same values, as the same floats.
+pub fn q5_0_as_q8_0(src: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.len() / 22 * 34);
+    for b in src.chunks_exact(22) {
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let qs = &b[6..22];
+        out.extend_from_slice(&b[0..2]);
+        let value = |j: usize| {
+            let q = if j < 16 {
+                (qs[j] & 0xf) | ((((qh >> j) << 4) & 0x10) as u8)
+            } else {
+                (qs[j - 16] >> 4) | (((qh >> (j - 4)) & 0x10) as u8)
+            };
+            (i16::from(q) - 16) as i8 as u8
+        };
+        out.extend((0..32).map(value));
     }
     out
 }

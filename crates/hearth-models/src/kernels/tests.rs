@@ -723,3 +723,28 @@ fn k_quant_integer_kernels(ty: GgmlType) {
         }
     }
 }
+
+/// Q5_0 weights taken as Q8_0 blocks dequantize to exactly hearth-gguf's Q5_0 floats.
+#[test]
+fn q5_0_takes_the_q8_0_kernels_exactly() {
+    let (rows, cols) = (19, 96);
+    let mut ggml: Vec<u8> = (0..rows * cols / 32 * 22)
+        .map(|i| ((i as u32).wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    for (i, b) in ggml.chunks_exact_mut(22).enumerate() {
+        b[..2].copy_from_slice(&f32_to_f16(0.01 + (i % 7) as f32 / 300.0).to_le_bytes());
+    }
+    let deq = hearth_gguf::quants::dequantize_to_vec(GgmlType::Q5_0, &ggml).unwrap();
+    let as_q8 = q5_0_as_q8_0(&ggml);
+    assert_eq!(
+        hearth_gguf::quants::dequantize_to_vec(GgmlType::Q8_0, &as_q8).unwrap(),
+        deq
+    );
+    let mut w = QMatrix::new(GgmlType::Q5_0, rows, cols, &ggml).unwrap();
+    w.drop_float_rows();
+    let mut row = vec![f32::NAN; cols];
+    for r in 0..rows {
+        w.dequantize_row(r, &mut row);
+        assert_eq!(row, deq[r * cols..(r + 1) * cols], "row {r}");
+    }
+}
