@@ -105,7 +105,7 @@ pub struct Llama {
     /// `None` when the output projection is tied to the token embedding.
     output: Option<QMatrix>,
     inv_freq: Vec<f32>,
-    /// Whether passes of several tokens use the integer kernels (see [`Llama::set_integer_kernels`]).
+    /// Whether passes use the integer kernels (see [`Llama::set_integer_kernels`]).
     integer: std::sync::atomic::AtomicBool,
     /// The file's type of most weights (kernels may hold them in another, e.g. Q4_K as Q4_1).
     main_type: GgmlType,
