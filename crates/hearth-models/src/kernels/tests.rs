@@ -588,27 +588,7 @@ fn q4_k_takes_the_q4_1_kernels_exactly() {
         let x = tokens(n, cols, 9);
         let mut out = vec![f32::NAN; n * rows];
         matmul_int(&pool, &w, &x, n, &mut out);
-        for t in 0..n {
-            for r in 0..rows {
-                let xs = &x[t * cols..(t + 1) * cols];
-                let ws = &deq[r * cols..(r + 1) * cols];
-                let want: f64 = ws
-                    .iter()
-                    .zip(xs)
-                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                    .sum();
-                let mag: f64 = ws
-                    .iter()
-                    .zip(xs)
-                    .map(|(a, b)| (f64::from(*a) * f64::from(*b)).abs())
-                    .sum();
-                let got = f64::from(out[t * rows + r]);
-                assert!(
-                    (got - want).abs() <= 1e-4 * mag.max(1.0),
-                    "t{t} r{r}: {got} vs {want}"
-                );
-            }
-        }
+        assert_products(&out, &x, &deq, rows, cols, 1.0, "Q4_K");
     }
 }
 
@@ -700,27 +680,7 @@ fn k_quant_integer_kernels(ty: GgmlType) {
         matmul_int(&pool, &w, &x, n, &mut out);
         matmul(&pool, &alone, &x, n, &mut out_alone);
         assert_eq!(out, out_alone);
-        for t in 0..n {
-            for r in 0..rows {
-                let xs = &x[t * cols..(t + 1) * cols];
-                let ws = &deq[r * cols..(r + 1) * cols];
-                let want: f64 = ws
-                    .iter()
-                    .zip(xs)
-                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                    .sum();
-                let mag: f64 = ws
-                    .iter()
-                    .zip(xs)
-                    .map(|(a, b)| (f64::from(*a) * f64::from(*b)).abs())
-                    .sum();
-                let got = f64::from(out[t * rows + r]);
-                assert!(
-                    (got - want).abs() <= 1e-4 * mag.max(1e-3),
-                    "t{t} r{r}: {got} vs {want}"
-                );
-            }
-        }
+        assert_products(&out, &x, &deq, rows, cols, 1e-3, &ty.to_string());
     }
 }
 
@@ -746,5 +706,34 @@ fn q5_0_takes_the_q8_0_kernels_exactly() {
     for r in 0..rows {
         w.dequantize_row(r, &mut row);
         assert_eq!(row, deq[r * cols..(r + 1) * cols], "row {r}");
+    }
+}
+
+/// Each of `out` (`n × rows`, token-major) within 1e-4 of its float64 product of the reference
+/// rows `deq` (`rows × cols`) and the tokens `x`, relative to the sum of the magnitudes of its
+/// terms (at least `floor`).
+fn assert_products(
+    out: &[f32],
+    x: &[f32],
+    deq: &[f32],
+    rows: usize,
+    cols: usize,
+    floor: f64,
+    what: &str,
+) {
+    for (t, xs) in x.chunks_exact(cols).enumerate() {
+        for (r, ws) in deq.chunks_exact(cols).enumerate().take(rows) {
+            let terms = ws
+                .iter()
+                .zip(xs)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b));
+            let want: f64 = terms.clone().sum();
+            let mag: f64 = terms.map(f64::abs).sum();
+            let got = f64::from(out[t * rows + r]);
+            assert!(
+                (got - want).abs() <= 1e-4 * mag.max(floor),
+                "{what}: token {t}, row {r}: {got} vs {want}"
+            );
+        }
     }
 }
