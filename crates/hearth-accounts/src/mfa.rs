@@ -148,20 +148,9 @@ impl Accounts {
             return Err(AccountsError::InvalidCode);
         }
         self.stores.mfa.enable_totp(user.id).await?;
-        let ended = self
-            .stores
-            .sessions
-            .revoke_user_sessions(user.id, who.session_id(), now)
-            .await?;
-        self.audit_event(
-            &who.actor(),
-            "mfa.enabled",
-            &user.id.to_string(),
-            "success",
-            client,
-            &format!("ended {ended} other sessions"),
-        )
-        .await
+        self.end_other_sessions(who, user.id, "mfa.enabled", client, now)
+            .await
+            .map(|_| ())
     }
 
     /// Turns MFA off (a current code or a recovery code is needed) and ends other sessions.
@@ -185,20 +174,9 @@ impl Accounts {
             return Err(AccountsError::InvalidCode);
         }
         self.stores.mfa.delete_totp(user.id).await?;
-        let ended = self
-            .stores
-            .sessions
-            .revoke_user_sessions(user.id, who.session_id(), now)
-            .await?;
-        self.audit_event(
-            &who.actor(),
-            "mfa.disabled",
-            &user.id.to_string(),
-            "success",
-            client,
-            &format!("ended {ended} other sessions"),
-        )
-        .await
+        self.end_other_sessions(who, user.id, "mfa.disabled", client, now)
+            .await
+            .map(|_| ())
     }
 
     /// Whether the principal has MFA on, and how many recovery codes are left.

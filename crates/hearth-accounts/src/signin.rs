@@ -531,15 +531,29 @@ impl Accounts {
             .users
             .set_password_hash(user.id, Some(&hash), now)
             .await?;
+        self.end_other_sessions(who, user.id, "user.password_change", client, now)
+            .await
+    }
+
+    /// End every session of `user` but the caller's own (after a credential changed) and audit
+    /// `action` with how many ended; returns that number.
+    pub(crate) async fn end_other_sessions(
+        &self,
+        who: &Principal,
+        user: Uuid,
+        action: &str,
+        client: &Client,
+        now: SystemTime,
+    ) -> Result<u64> {
         let ended = self
             .stores
             .sessions
-            .revoke_user_sessions(user.id, who.session_id(), now)
+            .revoke_user_sessions(user, who.session_id(), now)
             .await?;
         self.audit_event(
             &who.actor(),
-            "user.password_change",
-            &user.id.to_string(),
+            action,
+            &user.to_string(),
             "success",
             client,
             &format!("ended {ended} other sessions"),
